@@ -1,0 +1,58 @@
+"""Deployment configuration, read from the environment.
+
+``KEHU_HOME`` (default ``./var``) is the instance folder: the SQLite database, the master key,
+attachments and logs live there. Every other value defaults to something inside it, so a fresh
+checkout needs no configuration at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    broker_url: str
+    master_key_file: Path
+    embedded_worker: bool
+    extra_plugins: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ("zh", "en")
+    default_language: str = "zh"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("KEHU_HOME", "var")).resolve()
+        database_url = env.get("KEHU_DATABASE_URL") or f"sqlite:///{home / 'kehu.sqlite3'}"
+        broker_url = env.get("KEHU_BROKER_URL") or f"sqla+sqlite:///{home / 'broker.sqlite3'}"
+        settings = cls(
+            home=home,
+            database_url=database_url,
+            broker_url=broker_url,
+            master_key_file=Path(env.get("KEHU_MASTER_KEY_FILE") or home / "master.key"),
+            embedded_worker=env.get("KEHU_EMBEDDED_WORKER", "1") not in ("0", "false", "no"),
+            extra_plugins=tuple(p for p in env.get("KEHU_EXTRA_PLUGINS", "").split(",") if p.strip()),
+            extra={k: v for k, v in env.items() if k.startswith("KEHU_")},
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def broker_is_embedded(self) -> bool:
+        return self.broker_url.startswith("sqla+")
+
+    def plugin_value(self, plugin: str, name: str, default: str) -> str:
+        return self.extra.get(f"KEHU_{plugin}_{name}".upper(), default)
+
+    def ensure_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        for sub in ("attachments", "logs"):
+            (self.home / sub).mkdir(exist_ok=True)

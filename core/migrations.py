@@ -1,0 +1,200 @@
+"""Per-module Alembic migrations, each module with its own version table.
+
+Every module keeps its revisions in its own folder (the core's in the repository's
+``alembic/versions``, a plugin's in ``<plugin>/migrations/versions``) and its current revision
+in its own table ``alembic_version_<module>`` — as CKAN does — so a missing or disabled
+plugin can never break migrating the others. No ``env.py`` is needed: the core drives Alembic's
+``EnvironmentContext`` itself.
+
+Modules upgrade in dependency order, each in its own transaction: a failed migration names the
+module and revision and leaves the database as it was before that module's step.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata, produce_migrations, render_python_code
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import rev_id
+from sqlalchemy import Connection, Engine
+
+from kehu.db import Model
+from kehu.platform import Platform, declared_tables
+
+TEMPLATE = Path(__file__).parent / "migration_template" / "script.py.mako"
+CORE_MIGRATIONS = Path(__file__).resolve().parent.parent / "alembic"
+
+
+class MigrationError(Exception):
+    """A module's migration failed; its step was rolled back."""
+
+
+@dataclass(frozen=True)
+class ModuleMigrations:
+    module: str
+    folder: Path
+    tables: frozenset[str]
+
+    @property
+    def version_table(self) -> str:
+        return f"alembic_version_{self.module}"
+
+    def script(self) -> ScriptDirectory:
+        (self.folder / "versions").mkdir(parents=True, exist_ok=True)
+        if not (self.folder / "script.py.mako").exists():
+            shutil.copy(TEMPLATE, self.folder / "script.py.mako")
+        config = Config()
+        config.set_main_option("script_location", str(self.folder))
+        config.set_main_option("path_separator", "os")
+        return ScriptDirectory.from_config(config)
+
+    def include_object(self, obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        return table in self.tables
+
+    def configure(self, context: EnvironmentContext | MigrationContext, connection: Connection) -> dict:
+        return dict(
+            connection=connection,
+            target_metadata=Model.metadata,
+            version_table=self.version_table,
+            include_object=self.include_object,
+            render_as_batch=connection.dialect.name == "sqlite",
+            transactional_ddl=True,
+            compare_type=True,
+        )
+
+
+def for_module(platform: Platform, name: str) -> ModuleMigrations:
+    info = platform.modules[name]
+    folder = CORE_MIGRATIONS if name == "core" else (info.path / "migrations")  # type: ignore[operator]
+    return ModuleMigrations(module=name, folder=folder, tables=frozenset(declared_tables(info)))
+
+
+def active_modules(platform: Platform) -> list[ModuleMigrations]:
+    return [for_module(platform, name) for name in platform.active]
+
+
+def current_revision(engine: Engine, mm: ModuleMigrations) -> str | None:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": mm.version_table})
+        return context.get_current_revision()
+
+
+def pending(engine: Engine, mm: ModuleMigrations) -> list[str]:
+    """Revisions of ``mm`` not applied yet, oldest first."""
+    script = mm.script()
+    current = current_revision(engine, mm)
+    heads = script.get_heads()
+    if not heads:
+        return []
+    revisions = list(script.iterate_revisions(heads[0], current))
+    return [f"{rev.revision} {rev.doc}" for rev in reversed(revisions)]
+
+
+def upgrade_module(engine: Engine, mm: ModuleMigrations, target: str = "heads") -> tuple[str | None, str | None]:
+    script = mm.script()
+    before = current_revision(engine, mm)
+    planned: list[str] = []
+    applied: list[str] = []
+
+    def do_upgrade(rev, context):  # type: ignore[no-untyped-def]
+        steps = script._upgrade_revs(target, rev)
+        planned.extend(step.revision.revision for step in steps)
+        return steps
+
+    def on_version_apply(ctx, step, heads, run_args):  # type: ignore[no-untyped-def]
+        applied.append(step.up_revision_id)
+
+    with engine.connect() as conn:
+        env = EnvironmentContext(Config(), script, fn=do_upgrade, destination_rev=target)
+        env.configure(**mm.configure(env, conn), on_version_apply=on_version_apply)
+        try:
+            with env.begin_transaction():
+                env.run_migrations()
+        except Exception as exc:
+            failing = next((rev for rev in planned if rev not in applied), "?")
+            raise MigrationError(
+                f"migration of module {mm.module} failed at revision {failing}: {type(exc).__name__}: {exc}; "
+                f"{mm.module} is left at revision {before or 'none'}"
+            ) from exc
+    return before, current_revision(engine, mm)
+
+
+def downgrade_module_to_base(engine: Engine, mm: ModuleMigrations) -> None:
+    script = mm.script()
+
+    def do_downgrade(rev, context):  # type: ignore[no-untyped-def]
+        return script._downgrade_revs("base", rev)
+
+    with engine.connect() as conn:
+        env = EnvironmentContext(Config(), script, fn=do_downgrade, destination_rev="base")
+        env.configure(**mm.configure(env, conn))
+        with env.begin_transaction():
+            env.run_migrations()
+
+
+def upgrade_all(platform: Platform) -> list[tuple[str, str | None, str | None]]:
+    """Upgrade the core and every active module, dependencies first."""
+    results = []
+    for mm in active_modules(platform):
+        before, after = upgrade_module(platform.engine, mm)
+        results.append((mm.module, before, after))
+    return results
+
+
+def drift(engine: Engine, mm: ModuleMigrations) -> list:
+    """Differences between the module's models and the migrated database (empty = none)."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"include_object": mm.include_object, "compare_type": True, "version_table": mm.version_table}
+        )
+        return compare_metadata(context, Model.metadata)
+
+
+_CUSTOM_TYPE = re.compile(r"\b((?:[a-z_][a-z0-9_]*\.)+)[A-Z]\w*\(")
+
+
+def new_revision(platform: Platform, module: str, message: str, autogenerate: bool = True) -> Path:
+    """Write a new revision for ``module``, autogenerated from its models by default."""
+    mm = for_module(platform, module)
+    script = mm.script()
+    upgrades = downgrades = "pass"
+    imports: set[str] = set()
+    if autogenerate:
+        with platform.engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "include_object": mm.include_object,
+                    "compare_type": True,
+                    "version_table": mm.version_table,
+                    "render_as_batch": conn.dialect.name == "sqlite",
+                },
+            )
+            ops = produce_migrations(context, Model.metadata)
+        batch = platform.engine.dialect.name == "sqlite"
+        upgrades = render_python_code(ops.upgrade_ops, render_as_batch=batch).strip()
+        downgrades = render_python_code(ops.downgrade_ops, render_as_batch=batch).strip()
+        for code in (upgrades, downgrades):
+            for prefix in _CUSTOM_TYPE.findall(code):
+                prefix = prefix.rstrip(".")
+                if prefix not in ("sa", "op", "batch_op"):
+                    imports.add(f"import {prefix}")
+    heads = script.get_heads()
+    created = script.generate_revision(
+        rev_id(),
+        message,
+        head=heads[0] if heads else "base",
+        upgrades=upgrades,
+        downgrades=downgrades,
+        imports="\n".join(sorted(imports)),
+    )
+    assert created is not None
+    return Path(created.path)
