@@ -94,7 +94,16 @@ def kehu_startup(platform: Platform) -> None:
 
 @hookspec
 def kehu_routes() -> list[BaseRoute]:
-    """Returns the plugin's page routes. They are mounted under ``/<plugin name>``."""
+    """Returns the plugin's staff page routes, mounted under ``/<plugin name>``. Anonymous
+    visitors are sent to the login page before any of them runs; check permissions in the
+    endpoint with ``@kehu.web.requires("<plugin>.<action>")``."""
+
+
+@hookspec
+def kehu_public_routes() -> list[BaseRoute]:
+    """Returns routes that need no staff login (customer pages, WeChat H5 pages, web forms),
+    mounted under ``/public/<plugin name>``. Every other route of a plugin requires a login;
+    a public route must protect itself (signed links, rate limits)."""
 
 
 @hookspec
@@ -151,6 +160,12 @@ def kehu_cli_commands() -> list[click.Command]:
     """Returns click commands or groups added to the ``kehu`` command line."""
 
 
+@hookspec
+def kehu_demo_data(session: Session) -> None:
+    """Called by ``kehu demo load`` with the plugin enabled, inside one transaction. Adds a
+    little realistic sample data (idempotently: do nothing when it is already there)."""
+
+
 # --- Privacy: a person's data across every plugin. -------------------------------------
 
 
@@ -164,6 +179,21 @@ def kehu_person_export(session: Session, contact_id: int) -> dict[str, Any] | No
 def kehu_person_erase(session: Session, contact_id: int) -> None:
     """Called, inside the erasure's transaction, when a person's data is erased. The plugin
     deletes or anonymizes what it holds about them. Returns nothing."""
+
+
+@hookspec(firstresult=True)
+def kehu_person_summary(session: Session, contact_id: int) -> dict[str, Any] | None:
+    """Called when a plugin needs to address a person (for example to notify a ticket's
+    customer). The plugin that keeps people (contacts) returns
+    ``{"id", "name", "email", "phone", "wechat_openid"}`` (unmasked: the caller is trusted
+    code and must not show it to users without permission), or ``None``. First answer wins."""
+
+
+@hookspec(firstresult=True)
+def kehu_consent_status(session: Session, contact_id: int, purpose: str, channel: str) -> bool | None:
+    """Called before a plugin markets to a person. Returns ``True`` when the person consented
+    to ``purpose`` (``"marketing"``) on ``channel`` (``"wechat"``, ``"sms"``, ``"email"``) and has
+    not withdrawn it, ``False`` when not, ``None`` when the plugin does not keep consent."""
 
 
 @hookspec

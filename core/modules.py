@@ -162,7 +162,7 @@ def module_rows(session: Session) -> dict[str, bool]:
     """Every module this deployment has ever enabled, with whether it is enabled now."""
     if not inspect(session.connection()).has_table(ModuleState.__tablename__):
         return {}
-    return dict(session.execute(select(ModuleState.name, ModuleState.enabled)).tuples())
+    return {name: enabled for name, enabled in session.execute(select(ModuleState.name, ModuleState.enabled))}
 
 
 def enabled_names(session: Session) -> set[str]:

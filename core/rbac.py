@@ -1,0 +1,77 @@
+"""Authorization: roles from plugin declarations, record rules and field masking.
+
+Roles are sets of permissions; users have roles. The core ships ``admin`` (the wildcard ``*``);
+plugins ship default roles through ``kehu_roles``, created the first time their module is
+enabled and the administrators' to change afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from kehu.auth import CurrentUser
+from kehu.models import Role, RolePermission
+from kehu.platform import Platform
+
+
+def sync_roles(platform: Platform, db: Session) -> list[str]:
+    """Create the default roles of active modules that do not exist yet; returns their names."""
+    existing = set(db.scalars(select(Role.name)))
+    created = []
+    for module, template in platform.declarations.roles:
+        if template.name in existing:
+            continue
+        role = Role(name=template.name, label=dict(template.label), module=module)
+        role.permissions = [RolePermission(permission=p) for p in template.permissions]
+        db.add(role)
+        existing.add(template.name)
+        created.append(template.name)
+    return created
+
+
+def restrict(platform: Platform, query: Select[Any], model: type, user: CurrentUser) -> Select[Any]:
+    """AND every record rule declared for ``model`` into ``query`` for ``user``."""
+    for rule in platform.declarations.record_rules:
+        if rule.model is model:
+            clause = rule.where(user)
+            if clause is not None:
+                query = query.where(clause)
+    return query
+
+
+def visible(platform: Platform, db: Session, model: type, user: CurrentUser, record_id: Any) -> Any:
+    """The record with ``record_id`` if ``user`` may see it, else ``None`` (answer 404, not 403)."""
+    primary_key = model.__mapper__.primary_key[0]  # type: ignore[attr-defined]
+    return db.scalar(restrict(platform, select(model).where(primary_key == record_id), model, user))
+
+
+def mask_value(value: str | None) -> str | None:
+    """``13800138000`` → ``138****8000``; ``alice@example.com`` → ``a***@example.com``."""
+    if not value:
+        return value
+    if "@" in value:
+        local, _, domain = value.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if len(value) >= 7:
+        return f"{value[:3]}****{value[-4:]}"
+    return "*" * len(value)
+
+
+def field_view(platform: Platform, user: CurrentUser, model: type, attribute: str, value: str | None) -> str | None:
+    """The value of a personal field as ``user`` may see it: plain, or masked."""
+    for declared in platform.declarations.personal_fields:
+        if declared.model is model and declared.attribute == attribute:
+            if user.can(declared.view_permission):
+                return value
+            return (declared.mask or mask_value)(value) if value else value  # type: ignore[arg-type]
+    return value
+
+
+def may_write_field(platform: Platform, user: CurrentUser, model: type, attribute: str) -> bool:
+    for declared in platform.declarations.personal_fields:
+        if declared.model is model and declared.attribute == attribute:
+            return user.can(declared.write_permission)
+    return True

@@ -1,0 +1,126 @@
+"""Shared fixtures: a deployment on SQLite (always) or PostgreSQL (when configured).
+
+``KEHU_TEST_POSTGRES_URL`` runs every test that uses the ``database_url`` fixture a second
+time on PostgreSQL, each test in a schema of its own that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from kehu import auth, migrations, modules, rbac
+from kehu.config import Settings
+from kehu.models import Role, User
+from kehu.platform import Platform
+
+pytest_plugins = ["tests.browser"]
+
+POSTGRES_URL = os.environ.get("KEHU_TEST_POSTGRES_URL", "")
+REDIS_URL = os.environ.get("KEHU_TEST_REDIS_URL", "")
+TESTS_DIR = Path(__file__).parent
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'kehu.sqlite3'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL run skipped: set KEHU_TEST_POSTGRES_URL (as .ci/run does) to run it")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings of a fresh deployment in ``tmp_path``; also exported to the environment so
+    that child processes (``kehu`` commands, workers) see the same deployment."""
+    env = {
+        "KEHU_HOME": str(tmp_path / "home"),
+        "KEHU_DATABASE_URL": database_url,
+        "KEHU_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
+        "KEHU_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = Settings.from_env()
+    result.ensure_home()
+    return result
+
+
+def boot_with(settings: Settings, enable: list[str] | tuple[str, ...] = ()) -> Platform:
+    """Boot ``settings``'s deployment with ``enable`` enabled, migrated and with default roles."""
+    from kehu import crypto
+
+    crypto.ensure_master_key(settings.master_key_file)
+    platform = Platform.boot(settings)
+    migrations.upgrade_all(platform)
+    if enable:
+        with platform.session() as db:
+            for name in enable:
+                modules.enable(db, name, platform.modules)
+        platform = Platform.boot(settings)
+        migrations.upgrade_all(platform)
+    crypto.ensure_keys(platform)
+    with platform.session() as db:
+        rbac.sync_roles(platform, db)
+    return Platform.boot(settings)
+
+
+@pytest.fixture
+def platform_factory(settings: Settings) -> Callable[..., Platform]:
+    return lambda *enable: boot_with(settings, enable)
+
+
+def create_user(platform: Platform, login: str, roles: tuple[str, ...] = (), team: str = "") -> tuple[int, str]:
+    """Create a user with ``roles``; returns (id, password)."""
+    password = secrets.token_urlsafe(12)
+    with platform.session() as db:
+        user = User(login=login, name=login, team=team, password_hash=auth.hash_password(password))
+        user.roles = list(db.scalars(select(Role).where(Role.name.in_(roles))))
+        missing = set(roles) - {r.name for r in user.roles}
+        assert not missing, f"roles not found: {missing}"
+        db.add(user)
+        db.flush()
+        return user.id, password
+
+
+@pytest.fixture
+def user_factory() -> Callable[..., tuple[int, str]]:
+    return create_user
+
+
+def web_client(settings: Settings, login: str | None = None, password: str | None = None):  # type: ignore[no-untyped-def]
+    """A test client of the composed application, logged in when credentials are given."""
+    from starlette.testclient import TestClient
+
+    from kehu.web import create_app
+
+    client = TestClient(create_app(settings), base_url="http://testserver", headers={"origin": "http://testserver"})
+    if login:
+        response = client.post("/login", data={"login": login, "password": password, "next": "/"}, follow_redirects=False)
+        assert response.status_code == 303, response.text
+        page = client.get("/")
+        marker = 'name="csrf-token" content="'
+        token = page.text.split(marker, 1)[1].split('"', 1)[0]
+        client.headers["X-CSRF-Token"] = token
+    return client
+
+
+@pytest.fixture
+def client_factory(settings: Settings) -> Callable[..., object]:
+    return lambda login=None, password=None: web_client(settings, login, password)
