@@ -190,6 +190,13 @@ def kehu_person_summary(session: Session, contact_id: int) -> dict[str, Any] | N
 
 
 @hookspec(firstresult=True)
+def kehu_person_find_or_create(session: Session, name: str, email: str, phone: str, source: str) -> int | None:
+    """Called when a plugin meets a person from outside (a customer's web form, a WeChat
+    follower). The plugin that keeps people finds them by email or phone, or creates them, and
+    returns their contact id; ``None`` when no plugin keeps people. First answer wins."""
+
+
+@hookspec(firstresult=True)
 def kehu_consent_status(session: Session, contact_id: int, purpose: str, channel: str) -> bool | None:
     """Called before a plugin markets to a person. Returns ``True`` when the person consented
     to ``purpose`` (``"marketing"``) on ``channel`` (``"wechat"``, ``"sms"``, ``"email"``) and has
