@@ -7,6 +7,7 @@ add their own commands through the ``kehu_cli_commands`` hook.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -54,19 +55,19 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
                     loop="uvloop", http="httptools", proxy_headers=True, log_level="info")
     finally:
         if child is not None:
-            child.terminate()
-            child.wait(timeout=10)
+            jobs.stop_embedded_worker(child)
 
 
 @cli.command()
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--beat", is_flag=True, help="Also run the periodic scheduler in this worker.")
 @click.option("--loglevel", default="info", show_default=True)
-def worker(concurrency: int, beat: bool, loglevel: str) -> None:
+@click.option("--pool", default="threads", show_default=True, type=click.Choice(["threads", "prefork", "solo"]))
+def worker(concurrency: int, beat: bool, loglevel: str, pool: str) -> None:
     """Run a Celery worker for background jobs."""
     from kehu import jobs
 
-    jobs.worker_main(boot(), concurrency=concurrency, beat=beat, loglevel=loglevel)
+    sys.exit(jobs.worker_main(boot(), concurrency=concurrency, beat=beat, loglevel=loglevel, pool=pool))
 
 
 @cli.command(name="beat")
@@ -74,7 +75,7 @@ def beat_command() -> None:
     """Run the periodic scheduler (one per deployment)."""
     from kehu import jobs
 
-    jobs.beat_main(boot())
+    sys.exit(jobs.beat_main(boot()))
 
 
 # --- db ---------------------------------------------------------------------------------
@@ -182,9 +183,12 @@ def enable(name: str) -> None:
         if not newly:
             click.echo(f"{name} is already enabled")
             return
-        upgrade_everything(boot())
+        platform = upgrade_everything(boot())
     except (modules.ModuleError, migrations.MigrationError) as exc:
         raise Failure(str(exc)) from exc
+    for module in newly:
+        if module not in platform.active:  # enabled, but it failed to start: say so
+            raise Failure(f"{module} is enabled but broken: {platform.modules[module].error}")
     extra = [m for m in newly if m != name]
     click.echo(f"enabled {name}" + (f" (and its dependencies: {', '.join(extra)})" if extra else ""))
 
@@ -244,6 +248,33 @@ def remove(name: str, dry_run: bool, cascade: bool, yes: bool) -> None:
     click.echo(f"removed {', '.join(b.module for b in bills)}")
 
 
+# --- backup / restore ------------------------------------------------------------------------
+
+
+@cli.command(name="backup")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def backup_command(path: str) -> None:
+    """Write a portable backup (database rows and attachments, not the master key) to PATH."""
+    from kehu import backup
+
+    report = backup.backup(boot(), Path(path), progress=lambda table, rows: click.echo(f"  {table}: {rows} rows"))
+    click.echo(f"backup written to {report.path}: {sum(report.tables.values())} rows in {len(report.tables)} tables, "
+               f"{report.attachments} attachments")
+
+
+@cli.command(name="restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def restore_command(path: str) -> None:
+    """Restore a backup from PATH into this deployment's empty database."""
+    from kehu import backup
+
+    try:
+        counts = backup.restore(boot, Path(path), progress=lambda table, rows: click.echo(f"  {table}: {rows} rows"))
+    except backup.BackupError as exc:
+        raise Failure(str(exc)) from exc
+    click.echo(f"restored {sum(counts.values())} rows in {len(counts)} tables")
+
+
 # --- plugin scaffolding -------------------------------------------------------------------
 
 
@@ -300,9 +331,10 @@ def _plugin_commands(group: click.Group) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    from kehu import security_cli
+    from kehu import keys_cli, security_cli
 
     security_cli.register(cli)
+    cli.add_command(keys_cli.keys)
     if not (argv or sys.argv[1:])[:1] or (argv or sys.argv[1:])[0] not in cli.commands:
         _plugin_commands(cli)
     return cli.main(args=argv, prog_name="kehu")

@@ -57,7 +57,15 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(psycopg_url(url), pool_pre_ping=True, **kwargs)
+
+
+def psycopg_url(url: str) -> str:
+    """``postgresql://…`` (what operators write) → ``postgresql+psycopg://…`` (the driver we ship)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
 def _configure_sqlite(engine: Engine) -> None:

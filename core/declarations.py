@@ -99,3 +99,15 @@ class Setting:
     default: str
     description: str
     secret: bool = False
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of a person's timeline (a note, a call, a ticket event, an order...)."""
+
+    at: Any  # an aware datetime
+    kind: str
+    title: str
+    body: str = ""
+    url: str = ""
+    source: str = ""  # the plugin that contributed it

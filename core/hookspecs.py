@@ -5,8 +5,8 @@ with ``@kehu.hookimpl`` on functions of their entry-point module (or of an objec
 registers). A function named ``kehu_*`` that matches no specification here is an error at
 start-up (``PluginManager.check_pending``), so a misspelled hook never fails silently.
 
-``docs/plugins.md`` documents each of these hooks; ``tests/test_hookspecs.py`` fails when one
-is missing from it.
+``docs/plugins.md`` documents each of these hooks; ``tests/test_hookspecs_documented.py``
+fails when one is missing from it.
 """
 
 from __future__ import annotations

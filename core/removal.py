@@ -25,6 +25,20 @@ class ModuleBill:
         return sum(rows for _, rows in self.tables)
 
 
+def _dependants_first(names: list[str], platform: Platform) -> list[str]:
+    """``names`` ordered so that a module comes before every module it depends on (its tables
+    may point at theirs, so they must be dropped first)."""
+    remaining = list(names)
+    ordered: list[str] = []
+    while remaining:
+        free = [m for m in remaining
+                if not any(m in platform.modules[other].depends for other in remaining if other != m)]
+        chosen = free[0] if free else remaining[0]  # a cycle: any order
+        ordered.append(chosen)
+        remaining.remove(chosen)
+    return ordered
+
+
 def plan(platform: Platform, name: str, cascade: bool = False) -> list[ModuleBill]:
     """What removing ``name`` would drop, module by module (dependants first)."""
     if name == "core":
@@ -43,7 +57,7 @@ def plan(platform: Platform, name: str, cascade: bool = False) -> list[ModuleBil
     inspector = inspect(platform.engine)
     existing = set(inspector.get_table_names())
     bills = []
-    for module in [*users_of, name]:
+    for module in _dependants_first([*users_of, name], platform):
         bill = ModuleBill(module=module)
         with platform.engine.connect() as conn:
             for table_name in declared_tables(platform.modules[module]):

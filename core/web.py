@@ -281,8 +281,10 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         for result in platform.pm.hook.kehu_slot(name=name, request=request, context=slot_context):
             panels.extend(result if isinstance(result, list) else [result])
         panels.sort(key=lambda p: p.order)
+        # A panel without a title is inserted as it is (a <link> or <script> for "base.head").
         return Markup("".join(
             f'<section class="panel" data-slot="{Markup.escape(name)}"><h2>{Markup.escape(p.title)}</h2>{p.html}</section>'
+            if p.title else p.html
             for p in panels))
 
     menu = sorted((item for item in platform.declarations.menu if user and (not item.permission or user.can(item.permission))),

@@ -17,12 +17,13 @@ from sqlalchemy import create_engine, select, text
 
 from kehu import auth, migrations, modules, rbac
 from kehu.config import Settings
+from kehu.db import psycopg_url
 from kehu.models import Role, User
 from kehu.platform import Platform
 
 pytest_plugins = ["tests.browser"]
 
-POSTGRES_URL = os.environ.get("KEHU_TEST_POSTGRES_URL", "")
+POSTGRES_URL = psycopg_url(os.environ.get("KEHU_TEST_POSTGRES_URL", ""))
 REDIS_URL = os.environ.get("KEHU_TEST_REDIS_URL", "")
 TESTS_DIR = Path(__file__).parent
 

@@ -1,0 +1,211 @@
+"""Lists of contacts: search, filters, sorting and paging, for the list page, the API and
+the export. Every list goes through :func:`filtered`, which applies the record rules first.
+
+Search matches names and company names by substring, and phone numbers, e-mail addresses and
+WeChat ids exactly, in any common format, through their blind index (:mod:`.normalize`).
+Paging is by keyset (``cursor``: stable while rows are added) or by ``offset`` (page numbers).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Select, exists, false, func, or_, select, tuple_
+from sqlalchemy.orm import Session, aliased
+
+from kehu import rbac
+from kehu.auth import CurrentUser
+from kehu.i18n import gettext as _
+from kehu.platform import Platform
+
+from . import normalize
+from .models import COMPANY, STAGES, Contact, ContactTag, CustomField
+from .service import Invalid, custom_fields, ids_with_point, list_of, text_of
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+SORTS = {"name": Contact.name, "created_at": Contact.created_at, "updated_at": Contact.updated_at, "id": Contact.id}
+DEFAULT_SORT = "-created_at"
+#: Dates in filters are days in China (UTC+8), where the users are.
+LOCAL_OFFSET = timedelta(hours=8)
+
+
+@dataclass
+class ListQuery:
+    """What a list asks for; read it from query parameters with :func:`list_query_from`."""
+
+    q: str = ""
+    kind: str = ""
+    tags: list[str] = field(default_factory=list)  # all of them
+    owner: str = ""  # a user id, "me" or "none"
+    province: str = ""
+    city: str = ""
+    stage: str = ""
+    company_id: int | None = None
+    created_from: date | None = None
+    created_to: date | None = None
+    custom: dict[str, str] = field(default_factory=dict)  # "<key>", "<key>.min", "<key>.max" -> value
+    sort: str = DEFAULT_SORT
+    limit: int = PAGE_SIZE
+    offset: int = 0
+    cursor: str = ""
+
+
+def list_query_from(params: Mapping[str, Any], getlist: Callable[[str], list[str]] | None = None) -> ListQuery:
+    """Read a :class:`ListQuery` from query parameters (custom fields as ``cf.<key>``,
+    ``cf.<key>.min``, ``cf.<key>.max``); raises :class:`Invalid` naming each bad parameter."""
+    problems: dict[str, str] = {}
+
+    def as_date(name: str) -> date | None:
+        try:
+            return date.fromisoformat(text_of(params.get(name))) if text_of(params.get(name)) else None
+        except ValueError:
+            problems[name] = _("Enter a date as YYYY-MM-DD.")
+            return None
+
+    def as_int(name: str, default: int, low: int, high: int) -> int:
+        try:
+            return max(low, min(high, int(text_of(params.get(name))))) if text_of(params.get(name)) else default
+        except ValueError:
+            problems[name] = _("Enter a whole number.")
+            return default
+
+    tags = [tag for value in (getlist("tag") if getlist else [params.get("tag")]) for tag in list_of(value)]
+    query = ListQuery(
+        q=text_of(params.get("q"))[:200], kind=text_of(params.get("kind")), tags=tags,
+        owner=text_of(params.get("owner")), province=text_of(params.get("province")),
+        city=text_of(params.get("city")), stage=text_of(params.get("stage")),
+        created_from=as_date("created_from"), created_to=as_date("created_to"),
+        custom={key[3:]: text_of(value) for key, value in params.items() if key.startswith("cf.") and text_of(value)},
+        sort=text_of(params.get("sort")) or DEFAULT_SORT, limit=as_int("limit", PAGE_SIZE, 1, MAX_PAGE_SIZE),
+        offset=as_int("offset", 0, 0, 10**9), cursor=text_of(params.get("cursor")),
+    )
+    if text_of(params.get("company_id")):
+        query.company_id = as_int("company_id", 0, 0, 2**62)
+    if query.sort.lstrip("-") not in SORTS:
+        problems["sort"] = _("Sort by one of: %(choices)s.", choices=", ".join(SORTS))
+    if query.stage and query.stage not in STAGES:
+        problems["stage"] = _("Choose one of: %(choices)s.", choices=", ".join(STAGES))
+    if problems:
+        raise Invalid(_("Some filters are not valid."), problems)
+    return query
+
+
+def search_clause(text: str) -> Any:
+    """Contacts whose name or company's name contains ``text``, or with a phone number, e-mail
+    address or WeChat id equal to it in any common format. A term that is a phone number or an
+    e-mail address is only looked up in the blind index, which is what keeps it fast."""
+    exact = [Contact.id.in_(ids_with_point(kind, canonical)) for kind, canonical in normalize.search_keys(text)]
+    if exact and (normalize.looks_like_phone(text) or "@" in text):
+        return or_(*exact)
+    company = aliased(Contact)
+    return or_(Contact.name.icontains(text, autoescape=True),
+               Contact.company_id.in_(select(company.id).where(company.kind == COMPANY,
+                                                               company.name.icontains(text, autoescape=True))),
+               *exact)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC) - LOCAL_OFFSET
+
+
+def _custom_clause(definition: CustomField, bound: str, value: str, dialect: str) -> Any:
+    stored = Contact.custom[definition.key]
+    if definition.kind in ("number", "date"):
+        if definition.kind == "number":
+            try:
+                column, wanted = stored.as_float(), float(value)
+            except ValueError:
+                return false()
+        else:
+            column, wanted = stored.as_string(), value  # YYYY-MM-DD compares as text
+        return column >= wanted if bound == "min" else column <= wanted if bound == "max" else column == wanted
+    if definition.kind == "multi_choice":  # one of the chosen values is ``value``
+        if dialect == "postgresql":
+            chosen = func.json_array_elements_text(stored).table_valued("value")
+        else:
+            chosen = func.json_each(Contact.custom, f'$."{definition.key}"').table_valued("value")
+        return exists(select(1).select_from(chosen).where(chosen.c.value == value))
+    if definition.kind == "choice":
+        return stored.as_string() == value
+    return stored.as_string().icontains(value, autoescape=True)
+
+
+def filtered(platform: Platform, user: CurrentUser, query: ListQuery, fields: list[CustomField]) -> Select[Any]:
+    """``SELECT Contact`` of what ``user`` may see, matching ``query`` (not sorted, not paged).
+    Erased people are left out."""
+    statement = rbac.restrict(platform, select(Contact), Contact, user).where(Contact.erased_at.is_(None))
+    if query.q:
+        statement = statement.where(search_clause(query.q))
+    for tag in query.tags:
+        statement = statement.where(Contact.id.in_(select(ContactTag.contact_id).where(ContactTag.tag == tag)))
+    if query.owner == "me":
+        statement = statement.where(Contact.owner_id == user.id)
+    elif query.owner == "none":
+        statement = statement.where(Contact.owner_id.is_(None))
+    elif query.owner.isdigit():
+        statement = statement.where(Contact.owner_id == int(query.owner))
+    for column, value in ((Contact.kind, query.kind), (Contact.province, query.province), (Contact.city, query.city),
+                          (Contact.stage, query.stage), (Contact.company_id, query.company_id)):
+        if value:
+            statement = statement.where(column == value)
+    if query.created_from:
+        statement = statement.where(Contact.created_at >= _day_start(query.created_from))
+    if query.created_to:
+        statement = statement.where(Contact.created_at < _day_start(query.created_to) + timedelta(days=1))
+    by_key = {f.key: f for f in fields}
+    for name, value in query.custom.items():
+        key, _dot, bound = name.partition(".")
+        if key in by_key:
+            statement = statement.where(_custom_clause(by_key[key], bound, value, platform.engine.dialect.name))
+    return statement
+
+
+@dataclass
+class Page:
+    items: list[Contact]
+    total: int
+    next_cursor: str  # "" on the last page
+    offset: int
+    limit: int
+
+
+def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery) -> Page:
+    """One page of the contacts ``user`` may see that match ``query``, with the total count."""
+    statement = filtered(platform, user, query, custom_fields(db))
+    total = db.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    name, descending = query.sort.lstrip("-"), query.sort.startswith("-")
+    column = SORTS[name]
+    if query.cursor:
+        position = tuple_(column, Contact.id)
+        after = _decode_cursor(query.cursor, name)
+        statement = statement.where(position < after if descending else position > after)
+    elif query.offset:
+        statement = statement.offset(query.offset)
+    order = (column.desc(), Contact.id.desc()) if descending else (column.asc(), Contact.id.asc())
+    items = list(db.scalars(statement.order_by(*order).limit(query.limit + 1)).unique())
+    next_cursor = ""
+    if len(items) > query.limit:
+        items = items[:query.limit]
+        next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id)
+    return Page(items=items, total=total, next_cursor=next_cursor, offset=query.offset, limit=query.limit)
+
+
+def _encode_cursor(value: Any, contact_id: int) -> str:
+    plain = value.isoformat() if isinstance(value, datetime) else value
+    return base64.urlsafe_b64encode(json.dumps([plain, contact_id]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
+    try:
+        value, contact_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if sort in ("created_at", "updated_at"):
+            value = datetime.fromisoformat(value)
+        return value, int(contact_id)
+    except (ValueError, TypeError):
+        raise Invalid(_("Some filters are not valid."), {"cursor": _("This cursor is not valid.")}) from None
