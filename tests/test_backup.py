@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from kehu.config import Settings
 from kehu.models import AuditEntry, User
 from kehu import audit
-from tests.conftest import boot_with, create_user
+from tests.conftest import POSTGRES_URL, boot_with, create_user
 
 KEHU = [sys.executable, "-m", "kehu.cli"]
 
@@ -84,11 +84,11 @@ def test_backup_moves_a_sqlite_deployment_to_postgresql(tmp_path: Path, monkeypa
     assert run_kehu("backup", str(archive)).returncode == 0
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(os.environ["KEHU_TEST_POSTGRES_URL"], isolation_level="AUTOCOMMIT")
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        pg_url = f"{os.environ['KEHU_TEST_POSTGRES_URL']}?options=-csearch_path%3D{schema}"
+        pg_url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
         result = run_kehu("restore", str(archive), env={"KEHU_DATABASE_URL": pg_url, "KEHU_HOME": str(tmp_path / "pg")})
         assert result.returncode == 0, result.stderr
         from kehu.platform import Platform

@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from kehu import jobs, migrations, modules
 from kehu.config import Settings
+from kehu.db import psycopg_url
 from kehu.models import EventDelivery, OutboxEvent
 from kehu.platform import Platform, current, set_current
 
@@ -38,7 +39,7 @@ PROBE_PLUGINS = (
     "events_probe=plugins_for_tests.events_probe",
     "events_probe_b=plugins_for_tests.events_probe_b",
 )
-POSTGRES_URL = os.environ.get("KEHU_TEST_POSTGRES_URL", "")
+POSTGRES_URL = psycopg_url(os.environ.get("KEHU_TEST_POSTGRES_URL", ""))
 REDIS_URL = os.environ.get("KEHU_TEST_REDIS_URL", "")
 UNREACHABLE_BROKER_URL = "redis://127.0.0.1:1/0"
 
