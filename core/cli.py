@@ -47,6 +47,7 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
 
     settings = Settings.from_env()
     settings.ensure_home()
+    _check_keys(Platform.boot(settings))
     child = None
     if settings.broker_is_embedded and settings.embedded_worker and not no_worker:
         child = jobs.start_embedded_worker(settings)
@@ -58,6 +59,18 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
             jobs.stop_embedded_worker(child)
 
 
+def _check_keys(platform: Platform) -> None:
+    """Refuse to start, in one line, without the master key that opens this database's keys."""
+    from kehu import crypto
+
+    try:
+        crypto.ensure_keys(platform)
+    except crypto.KeyProblem as exc:
+        raise Failure(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001  (no key table: a database never migrated)
+        raise Failure(f"the database is not ready ({type(exc).__name__}): run `kehu db upgrade` first") from exc
+
+
 @cli.command()
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--beat", is_flag=True, help="Also run the periodic scheduler in this worker.")
@@ -67,7 +80,9 @@ def worker(concurrency: int, beat: bool, loglevel: str, pool: str) -> None:
     """Run a Celery worker for background jobs."""
     from kehu import jobs
 
-    sys.exit(jobs.worker_main(boot(), concurrency=concurrency, beat=beat, loglevel=loglevel, pool=pool))
+    platform = boot()
+    _check_keys(platform)
+    sys.exit(jobs.worker_main(platform, concurrency=concurrency, beat=beat, loglevel=loglevel, pool=pool))
 
 
 @cli.command(name="beat")

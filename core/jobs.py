@@ -40,7 +40,7 @@ from celery import Celery, bootsteps
 from sqlalchemy import Engine, column, create_engine, delete, false, inspect, table
 from sqlalchemy.engine import make_url
 
-from kehu import events
+from kehu import crypto, events
 
 if TYPE_CHECKING:  # pragma: no cover
     from kehu.config import Settings
@@ -389,6 +389,7 @@ def worker_main(platform: Platform, concurrency: int, beat: bool, loglevel: str,
     """
     if pool not in WORKER_POOLS:
         raise ValueError(f"unknown pool {pool!r}: choose one of {', '.join(WORKER_POOLS)}")
+    crypto.ensure_keys(platform)  # jobs read and write sealed personal data too
     app = celery_app(platform)
     if pool == "prefork":
         _dispose_engines_in_forked_children(platform)

@@ -34,12 +34,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.routing import BaseRoute, Match, Mount, Route, Router, get_route_path
 from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kehu import auth, i18n
+from kehu import auth, crypto, i18n
 from kehu.config import Settings
 from kehu.declarations import Panel
 from kehu.i18n import gettext as _
@@ -312,13 +312,29 @@ def render_fragment(request: Request, template: str, context: dict[str, Any]) ->
 # --- Assembly -------------------------------------------------------------------------
 
 
+class PluginMount(Mount):
+    """A plugin's mount, which also answers its bare prefix: ``POST /api/contacts`` reaches the
+    plugin's ``Route("/")`` as ``/api/contacts/`` would, instead of a 307 redirect that API
+    clients do not follow with a body."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and get_route_path(scope) == self.path:
+            slashed = {**scope, "path": scope["path"] + "/"}
+            match, child_scope = super().matches(slashed)
+            if match is not Match.NONE:
+                child_scope["path"] = slashed["path"]
+            return match, child_scope
+        return super().matches(scope)
+
+
 def _routes_by_plugin(platform: Platform, hook: str) -> dict[str, list[BaseRoute]]:
     return {name: routes for name in platform.active
             if name != "core" and (routes := plugin_hook_results(platform.pm, hook, name))}
 
 
 def api_routes(platform: Platform) -> list[BaseRoute]:
-    return [Mount(f"/api/{name}", routes=routes) for name, routes in _routes_by_plugin(platform, "kehu_api_routes").items()]
+    return [PluginMount(f"/api/{name}", routes=routes)
+            for name, routes in _routes_by_plugin(platform, "kehu_api_routes").items()]
 
 
 def openapi(request: Request) -> JSONResponse:
@@ -330,7 +346,10 @@ def openapi(request: Request) -> JSONResponse:
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
     })
-    return JSONResponse(generator.get_schema(routes=api_routes(platform)))
+    schema = generator.get_schema(routes=api_routes(platform))
+    # A plugin's Route("/") is served at its bare prefix too (PluginMount): document that one.
+    schema["paths"] = {(path.rstrip("/") or "/"): item for path, item in schema.get("paths", {}).items()}
+    return JSONResponse(schema)
 
 
 def build_starlette(platform: Platform) -> Starlette:
@@ -338,11 +357,11 @@ def build_starlette(platform: Platform) -> Starlette:
 
     routes: list[BaseRoute] = [*admin.routes(), *health.routes(), Route("/api/openapi.json", openapi)]
     for name, plugin_routes in _routes_by_plugin(platform, "kehu_api_routes").items():
-        routes.append(Mount(f"/api/{name}", app=LoginRequired(Router(plugin_routes))))
+        routes.append(PluginMount(f"/api/{name}", app=LoginRequired(Router(plugin_routes))))
     for name, plugin_routes in _routes_by_plugin(platform, "kehu_public_routes").items():
-        routes.append(Mount(f"/public/{name}", routes=plugin_routes))
+        routes.append(PluginMount(f"/public/{name}", routes=plugin_routes))
     for name, plugin_routes in _routes_by_plugin(platform, "kehu_routes").items():
-        routes.append(Mount(f"/{name}", app=LoginRequired(Router(plugin_routes))))
+        routes.append(PluginMount(f"/{name}", app=LoginRequired(Router(plugin_routes))))
     for name in platform.active:
         folder = (CORE_DIR if name == "core" else platform.modules[name].path) / "static"  # type: ignore[operator]
         if folder.is_dir():
@@ -378,6 +397,9 @@ class KehuApp:
         self.settings.ensure_home()
         self._checked = 0.0
         self.rebuild()
+        # Personal data is sealed and searched with keys the master key opens: without them
+        # the application must not start (a wrong key raises crypto.KeyProblem, saying so).
+        crypto.ensure_keys(self.platform)
 
     def rebuild(self) -> None:
         platform = Platform.boot(self.settings)

@@ -78,7 +78,9 @@ def test_backup_moves_a_sqlite_deployment_to_postgresql(tmp_path: Path, monkeypa
            "KEHU_MASTER_KEY_FILE": str(tmp_path / "master.key"), "KEHU_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    lite = boot_with(Settings.from_env())
+    lite_settings = Settings.from_env()
+    lite_settings.ensure_home()
+    lite = boot_with(lite_settings)
     create_user(lite, "bob")
     archive = tmp_path / "move.tar.gz"
     assert run_kehu("backup", str(archive)).returncode == 0
