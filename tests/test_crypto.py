@@ -181,3 +181,17 @@ def test_master_key_rewrap(platform: Platform, settings: Settings, tmp_path: Pat
     assert crypto.decrypt(blob, AAD) == "secret"
     with platform.session() as db:
         assert db.scalar(select(DataKey.id).limit(1)) is not None
+
+
+def test_serve_and_worker_refuse_a_wrong_master_key_in_one_line(settings: Settings) -> None:
+    from click.testing import CliRunner
+
+    from kehu.cli import cli
+
+    boot_with(settings)
+    settings.master_key_file.unlink()
+    crypto.ensure_master_key(settings.master_key_file)  # not the key this database was made with
+    for command in (["serve", "--no-worker"], ["worker"]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 1, result.output
+        assert "wrong key file" in result.output and len(result.output.strip().splitlines()) == 1
