@@ -191,11 +191,18 @@ def search(db: Session, filters: AuditFilter, before: int | None = None, after: 
     if filters.until:
         query = query.where(AuditEntry.at < filters.until)
     if filters.text:
-        pattern = "%" + filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(func.lower(AuditEntry.target).like(pattern.lower(), escape="\\"),
-                                func.lower(cast(AuditEntry.detail, String)).like(pattern.lower(), escape="\\"),
-                                func.lower(AuditEntry.actor_login).like(pattern.lower(), escape="\\"),
-                                AuditEntry.ip.like(pattern, escape="\\")))
+        def like(value: str) -> str:
+            return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").lower() + "%"
+
+        pattern = like(filters.text)
+        # JSON is stored with non-ASCII characters escaped (\uXXXX): search that form too.
+        escaped = like(json.dumps(filters.text)[1:-1])
+        detail = func.lower(cast(AuditEntry.detail, String))
+        query = query.where(or_(func.lower(AuditEntry.target).like(pattern, escape="\\"),
+                                detail.like(pattern, escape="\\"), detail.like(escaped, escape="\\"),
+                                func.lower(AuditEntry.actor_login).like(pattern, escape="\\"),
+                                func.lower(AuditEntry.ip).like(pattern, escape="\\")))
+
     def exists(condition: Any) -> bool:
         return db.scalar(query.where(condition).with_only_columns(AuditEntry.id).limit(1)) is not None
 

@@ -34,5 +34,7 @@ def kehu_menu_items() -> list[MenuItem]:
     return [
         MenuItem({"zh": "模块", "en": "Modules"}, "/admin/modules", "core.admin_modules", order=900),
         MenuItem({"zh": "用户", "en": "Users"}, "/admin/users", "core.admin_users", order=910),
+        MenuItem({"zh": "角色", "en": "Roles"}, "/admin/roles", "core.admin_users", order=912),
+        MenuItem({"zh": "API 令牌", "en": "API tokens"}, "/admin/tokens", "core.admin_users", order=914),
         MenuItem({"zh": "审计日志", "en": "Audit log"}, "/admin/audit", "core.view_audit", order=920),
     ]

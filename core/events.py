@@ -131,6 +131,8 @@ def _persisted_event_ids(rows: Iterable[OutboxEvent]) -> list[int]:
 
 
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a SAVEPOINT released: the real commit comes later
+        return
     rows = session.info.pop(_SESSION_KEY, None)
     if not rows:
         return

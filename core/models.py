@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,10 @@ class ModuleState(Model):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+def _new_row_key() -> str:
+    return secrets.token_hex(16)
+
+
 class User(Model):
     __tablename__ = "kehu_user"
 
@@ -32,17 +37,25 @@ class User(Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     language: Mapped[str] = mapped_column(String(8), default="zh")
     team: Mapped[str] = mapped_column(String(80), default="")
-    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The TOTP secrets are sealed by kehu.crypto (AES-256-GCM, bound to this row's row_key);
+    # kehu.auth reads and writes them. Confirmed secret, and one being enrolled.
+    row_key: Mapped[str] = mapped_column(String(32), default=_new_row_key)
+    totp_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    totp_pending_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0)  # a code works once
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     roles: Mapped[list[Role]] = relationship(secondary="kehu_user_role", lazy="selectin")
 
     @property
     def permissions(self) -> frozenset[str]:
         return frozenset(p.permission for role in self.roles for p in role.permissions)
+
+    @property
+    def totp_enabled(self) -> bool:
+        return self.totp_secret_sealed is not None
 
 
 class Role(Model):
@@ -85,6 +98,21 @@ class AuthSession(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     second_factor_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+
+
+class LoginThrottle(Model):
+    """Failed logins counted per login name (``kind`` "login", whether or not such an account
+    exists) and per client address (``kind`` "address"). ``key`` is a SHA-256 of the name or
+    address, so what people mistype into the login field is not kept in clear."""
+
+    __tablename__ = "kehu_login_throttle"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
 
 
 class ApiToken(Model):
@@ -115,6 +143,17 @@ class AuditEntry(Model):
     ip: Mapped[str] = mapped_column(String(64), default="")
     prev_hash: Mapped[str] = mapped_column(String(64), default="")
     entry_hash: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditHead(Model):
+    """One row: the id and hash of the newest audit entry, so deleting the newest entries is
+    detected too; writers lock it, so the chain has one writer at a time."""
+
+    __tablename__ = "kehu_audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), default="")
 
 
 class DataKey(Model):
@@ -165,8 +204,10 @@ CORE_MODELS: list[type[Model]] = [
     RolePermission,
     UserRole,
     AuthSession,
+    LoginThrottle,
     ApiToken,
     AuditEntry,
+    AuditHead,
     DataKey,
     OutboxEvent,
     EventDelivery,

@@ -186,6 +186,23 @@ class Platform:
                 session.rollback()
                 raise
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session that never waits for another writer (on SQLite, a deferred
+        ``BEGIN`` instead of ``BEGIN IMMEDIATE``); it is rolled back at the end.
+
+        Use it for reads that may run while the same request holds a write transaction in
+        another session, such as a panel a plugin renders into another plugin's page.
+        """
+        with self.engine.connect() as connection:
+            connection.info["write"] = False
+            try:
+                with Session(bind=connection) as session:
+                    yield session
+            finally:
+                connection.rollback()
+                connection.info.pop("write", None)
+
     def setting(self, plugin: str, name: str) -> str:
         for declared in self.declarations.settings.get(plugin, []):
             if declared.name == name:

@@ -17,6 +17,7 @@ Layout of the URL space:
 from __future__ import annotations
 
 import functools
+import hmac
 import inspect
 import time
 from collections.abc import Callable
@@ -80,6 +81,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if 300 <= exc.status_code < 400 and exc.headers and "Location" in exc.headers:
         return RedirectResponse(exc.headers["Location"], status_code=exc.status_code)
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 403 and current_user(request) is not None:
+        from kehu import audit
+
+        await anyio.to_thread.run_sync(audit.record_denial, request, message)
     if wants_json(request):
         code = getattr(exc, "code", None)
         fields = getattr(exc, "fields", None)
@@ -188,6 +193,10 @@ class RequestContextMiddleware:
         cookie = request.cookies.get(auth.SESSION_COOKIE)
         bearer = request.headers.get("authorization", "")
         user: auth.CurrentUser | None = None
+        if request.url.path.startswith("/public/"):
+            # Customers' pages act for no staff member: a staff cookie in the same browser is
+            # neither used there nor asked for its CSRF token.
+            cookie = bearer = ""
         if bearer.lower().startswith("bearer "):
             user = await anyio.to_thread.run_sync(self._user_from_token, bearer[7:].strip())
             if user is None:
@@ -244,7 +253,7 @@ class RequestContextMiddleware:
                 return await receive()
 
             receive = replay
-        if not token or token != user.csrf_token:
+        if not token or not hmac.compare_digest(token, user.csrf_token):
             return receive, _("The form has expired; reload the page and try again.")
         return receive, ""
 

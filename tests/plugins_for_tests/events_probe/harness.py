@@ -27,7 +27,7 @@ from kombu import Connection
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from kehu import jobs, migrations, modules
+from kehu import crypto, jobs, migrations, modules
 from kehu.config import Settings
 from kehu.db import psycopg_url
 from kehu.models import EventDelivery, OutboxEvent
@@ -213,6 +213,8 @@ def deployment(folder: Path, database_url: str, broker: str, **env: str) -> Iter
         platforms.append(platform)
         assert "events_probe_b" in platform.active, platform.modules["events_probe_b"].error
         migrations.upgrade_all(platform)
+        crypto.ensure_master_key(settings.master_key_file)  # workers refuse to start without keys
+        crypto.ensure_keys(platform)
         jobs.make_celery(platform)
         created = Deployment(
             settings=settings,

@@ -1,14 +1,14 @@
 """core tables
 
-Revision ID: fa6dda3ff48e
+Revision ID: 1f65dac837fb
 Revises: 
-Create Date: 2026-11-24 00:59:32.236808
+Create Date: 2026-11-25 11:47:53.485924
 """
 from alembic import op
 import sqlalchemy as sa
 import kehu.db
 
-revision = 'fa6dda3ff48e'
+revision = '1f65dac837fb'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -34,6 +34,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_kehu_audit_actor_id'), ['actor_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_kehu_audit_at'), ['at'], unique=False)
 
+    op.create_table('kehu_audit_head',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('last_id', sa.Integer(), nullable=False),
+    sa.Column('last_hash', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_kehu_audit_head'))
+    )
     op.create_table('kehu_data_key',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('purpose', sa.String(length=20), nullable=False),
@@ -43,6 +49,17 @@ def upgrade() -> None:
     sa.Column('retired_at', kehu.db.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_kehu_data_key'))
     )
+    op.create_table('kehu_login_throttle',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('last_failure_at', kehu.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('locked_until', kehu.db.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_kehu_login_throttle'))
+    )
+    with op.batch_alter_table('kehu_login_throttle', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_kehu_login_throttle_locked_until'), ['locked_until'], unique=False)
+
     op.create_table('kehu_module',
     sa.Column('name', sa.String(length=40), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
@@ -82,11 +99,13 @@ def upgrade() -> None:
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('language', sa.String(length=8), nullable=False),
     sa.Column('team', sa.String(length=80), nullable=False),
-    sa.Column('totp_secret', sa.String(length=64), nullable=True),
+    sa.Column('row_key', sa.String(length=32), nullable=False),
+    sa.Column('totp_secret_sealed', sa.LargeBinary(), nullable=True),
+    sa.Column('totp_pending_sealed', sa.LargeBinary(), nullable=True),
     sa.Column('totp_last_step', sa.Integer(), nullable=False),
-    sa.Column('failed_logins', sa.Integer(), nullable=False),
-    sa.Column('locked_until', kehu.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', kehu.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_login_at', kehu.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('password_changed_at', kehu.db.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_kehu_user')),
     sa.UniqueConstraint('login', name=op.f('uq_kehu_user_login'))
     )
@@ -128,6 +147,7 @@ def upgrade() -> None:
     sa.Column('created_at', kehu.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_seen_at', kehu.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('second_factor_pending', sa.Boolean(), nullable=False),
+    sa.Column('ip', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['kehu_user.id'], name=op.f('fk_kehu_session_user_id_kehu_user'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id_hash', name=op.f('pk_kehu_session'))
     )
@@ -165,7 +185,12 @@ def downgrade() -> None:
 
     op.drop_table('kehu_outbox')
     op.drop_table('kehu_module')
+    with op.batch_alter_table('kehu_login_throttle', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_kehu_login_throttle_locked_until'))
+
+    op.drop_table('kehu_login_throttle')
     op.drop_table('kehu_data_key')
+    op.drop_table('kehu_audit_head')
     with op.batch_alter_table('kehu_audit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_kehu_audit_at'))
         batch_op.drop_index(batch_op.f('ix_kehu_audit_actor_id'))

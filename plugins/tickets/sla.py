@@ -1,0 +1,222 @@
+"""Service-level arithmetic in business hours: pure functions, no database and no clock.
+
+A :class:`BusinessCalendar` says when the service desk works: working hours on working days
+in one time zone. Working days are the chosen weekdays, minus public holidays, plus make-up
+working days (调休: a Saturday or Sunday worked in exchange for a longer holiday). Every
+function takes the moments it needs as arguments (aware datetimes), so tests inject the clock.
+
+A ticket's SLA *clock* runs in business time from the ticket's creation; it is paused while
+the ticket waits for the customer (and while it is resolved, so that a reopened ticket
+continues where it stopped). Pauses are ``(start, end)`` intervals, ``end`` ``None`` while
+the pause lasts. The *due* moment is the earliest moment at which the business time counted,
+pauses left out, reaches the target; the clock is *breached* from that moment on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+ZERO = timedelta(0)
+#: How many days ahead :meth:`BusinessCalendar.add` looks for working time before giving up.
+MAX_DAYS = 3660
+
+Pause = tuple[datetime, datetime | None]
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("SLA arithmetic needs aware datetimes")
+    return moment
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """When the service desk works. ``weekdays`` counts Monday as 0."""
+
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    opens: time = time(9, 0)
+    closes: time = time(18, 0)
+    weekdays: frozenset[int] = frozenset(range(5))
+    holidays: frozenset[date] = frozenset()
+    workdays: frozenset[date] = frozenset()  # make-up working days (调休)
+
+    def __post_init__(self) -> None:
+        if self.closes <= self.opens:
+            raise ValueError("working hours must close after they open")
+
+    # -- days ----------------------------------------------------------------------------
+
+    def is_working_day(self, day: date) -> bool:
+        if day in self.workdays:
+            return True
+        if day in self.holidays:
+            return False
+        return day.weekday() in self.weekdays
+
+    def window(self, day: date) -> tuple[datetime, datetime] | None:
+        """The working hours of ``day`` (a local date) as aware UTC datetimes, or ``None``."""
+        if not self.is_working_day(day):
+            return None
+        start = datetime.combine(day, self.opens, tzinfo=self.timezone).astimezone(UTC)
+        end = datetime.combine(day, self.closes, tzinfo=self.timezone).astimezone(UTC)
+        return start, end
+
+    def local_day(self, moment: datetime) -> date:
+        return _aware(moment).astimezone(self.timezone).date()
+
+    def windows(self, start: datetime, end: datetime | None = None) -> Iterator[tuple[datetime, datetime]]:
+        """The working windows that end after ``start`` (and begin before ``end``), in order."""
+        day = self.local_day(start)
+        for _ in range(MAX_DAYS):
+            found = self.window(day)
+            if found is not None:
+                if end is not None and found[0] >= end:
+                    return
+                if found[1] > start:
+                    yield found
+            elif end is not None and datetime.combine(day, time(0), tzinfo=self.timezone) >= end:
+                return
+            day += timedelta(days=1)
+
+    # -- durations -----------------------------------------------------------------------
+
+    def business_time(self, start: datetime, end: datetime) -> timedelta:
+        """The working time between two moments (zero when ``end`` is not after ``start``)."""
+        _aware(start), _aware(end)
+        if end <= start:
+            return ZERO
+        total = ZERO
+        for opens, closes in self.windows(start, end):
+            total += min(closes, end) - max(opens, start)
+        return total
+
+    def add(self, start: datetime, duration: timedelta) -> datetime:
+        """The earliest moment at which ``duration`` of working time has passed since ``start``."""
+        _aware(start)
+        if duration < ZERO:
+            raise ValueError("cannot add a negative duration")
+        if duration == ZERO:
+            return start
+        remaining = duration
+        for opens, closes in self.windows(start):
+            begin = max(opens, start)
+            available = closes - begin
+            if remaining <= available:
+                return begin + remaining
+            remaining -= available
+        raise ValueError(f"no working time within {MAX_DAYS} days: the calendar has no working days")
+
+
+def merge_pauses(pauses: Iterable[Pause]) -> list[Pause]:
+    """Pauses sorted by start, overlapping or touching ones merged; an open pause ends all."""
+    merged: list[Pause] = []
+    for start, end in sorted(pauses, key=lambda pause: _aware(pause[0])):
+        if end is not None and end <= start:
+            continue
+        if merged:
+            last_start, last_end = merged[-1]
+            if last_end is None:
+                break
+            if start <= last_end:
+                merged[-1] = (last_start, None if end is None else max(last_end, end))
+                continue
+        merged.append((start, end))
+    return merged
+
+
+def elapsed(calendar: BusinessCalendar, start: datetime, until: datetime, pauses: Sequence[Pause] = ()) -> timedelta:
+    """Working time between ``start`` and ``until``, the pauses left out."""
+    total = calendar.business_time(start, until)
+    for pause_start, pause_end in merge_pauses(pauses):
+        begin, end = max(pause_start, start), min(pause_end or until, until)
+        if end > begin:
+            total -= calendar.business_time(begin, end)
+    return total
+
+
+def due_at(calendar: BusinessCalendar, start: datetime, target: timedelta,
+           pauses: Sequence[Pause] = ()) -> datetime | None:
+    """The earliest moment the clock reaches ``target``; ``None`` while a pause that began
+    before that moment lasts (the clock is stopped, so nobody knows when it will be due)."""
+    remaining = target
+    cursor = start
+    for pause_start, pause_end in merge_pauses(pauses):
+        if pause_end is not None and pause_end <= cursor:
+            continue
+        if pause_start > cursor:
+            candidate = calendar.add(cursor, remaining)
+            if candidate <= pause_start:
+                return candidate
+            remaining -= calendar.business_time(cursor, pause_start)
+        if pause_end is None:
+            return None
+        cursor = max(cursor, pause_end)
+    return calendar.add(cursor, remaining)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """One SLA clock (first response or resolution) at a given moment."""
+
+    target: timedelta
+    elapsed: timedelta
+    due_at: datetime | None  # None: paused before it was reached
+    paused: bool  # a pause lasts now
+    stopped: bool  # the goal was met (responded, resolved): the clock no longer runs
+
+    @property
+    def remaining(self) -> timedelta:
+        return self.target - self.elapsed
+
+    @property
+    def breached(self) -> bool:
+        return self.elapsed >= self.target
+
+    @property
+    def state(self) -> str:
+        """``met``, ``breached``, ``paused`` or ``running``."""
+        if self.stopped:
+            return "breached" if self.breached else "met"
+        if self.breached:
+            return "breached"
+        return "paused" if self.paused else "running"
+
+
+def clock(calendar: BusinessCalendar, start: datetime, target: timedelta, now: datetime,
+          pauses: Sequence[Pause] = (), stopped_at: datetime | None = None) -> Clock:
+    """The clock that started at ``start`` with ``target``, as it is at ``now``.
+
+    ``stopped_at`` is when its goal was met (the first response, the resolution), if it was.
+    """
+    until = min(stopped_at, now) if stopped_at is not None else now
+    passed = elapsed(calendar, start, until, pauses)
+    paused = stopped_at is None and any(p_start <= now and (p_end is None or now < p_end)
+                                        for p_start, p_end in pauses)
+    return Clock(target=target, elapsed=passed, due_at=due_at(calendar, start, target, pauses), paused=paused,
+                 stopped=stopped_at is not None and stopped_at <= now)
+
+
+def parse_hours(text: str) -> tuple[time, time]:
+    """``"09:00-18:00"`` → ``(time(9), time(18))``."""
+    try:
+        opens, closes = (time.fromisoformat(part.strip()) for part in text.replace("–", "-").split("-", 1))
+    except ValueError:
+        raise ValueError(f"working hours {text!r} are not like 09:00-18:00") from None
+    if closes <= opens:
+        raise ValueError(f"working hours {text!r} close before they open")
+    return opens, closes
+
+
+def parse_weekdays(text: str) -> frozenset[int]:
+    """``"1-5"`` (ISO: Monday is 1) or ``"1,2,3,4,5,6"`` → Python weekdays (Monday is 0)."""
+    days: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        low, _, high = part.partition("-")
+        first, last = int(low), int(high or low)
+        if not 1 <= first <= last <= 7:
+            raise ValueError(f"weekdays {text!r}: use 1 (Monday) to 7 (Sunday)")
+        days.update(range(first - 1, last))
+    return frozenset(days)

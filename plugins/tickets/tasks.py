@@ -1,0 +1,104 @@
+"""Background jobs: the SLA watch (warn before a breach, escalate at breach) and notifications.
+
+``check_sla`` runs every ``sla_check_seconds`` (Celery beat, through ``kehu_schedules``). For
+each running clock due within ``warn_before_minutes`` it warns the assignee (or, without one,
+the team lead); for each clock past due it escalates to the team lead (or the assignee when
+the team has no lead) and emits ``ticket.sla_breached``. Every warning and escalation is a row
+of ``tickets_sla_alert`` inserted with ``INSERT ... ON CONFLICT DO NOTHING`` on the unique key
+``(ticket, kind)`` in the transaction that records and announces it: when the job runs twice,
+or two workers run it at once, exactly one of them inserts the row and does the rest.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from kehu import events
+from kehu.db import utcnow
+from kehu.platform import Platform, current
+
+from . import notify, service
+from .models import SlaAlert, Ticket
+
+CLOCKS = ("response", "resolution")
+
+
+def _insert_or_skip(db: Session, **values: Any) -> bool:
+    """Insert the alert unless it exists; True when this transaction inserted it."""
+    return service.insert_or_skip(db, SlaAlert, ["ticket_id", "kind"], returning=SlaAlert.id, **values) is not None
+
+
+def _due(ticket: Ticket, clock: str) -> datetime | None:
+    return ticket.response_due_at if clock == "response" else ticket.resolution_due_at
+
+
+def raise_alert(platform: Platform, ticket_id: int, clock: str, now: datetime, warn: timedelta) -> str | None:
+    """Warn or escalate for one clock of one ticket, once; returns the alert kind raised."""
+    with platform.session() as db:
+        ticket = db.get(Ticket, ticket_id)
+        due = _due(ticket, clock) if ticket is not None else None
+        if ticket is None or due is None or due > now + warn:
+            return None  # changed since it was selected: responded, paused, resolved...
+        breach = due <= now
+        kind = f"{clock}_{'breach' if breach else 'warning'}"
+        lead = service.team_lead(db, ticket.team)
+        recipient = (lead or ticket.assignee_id) if breach else (ticket.assignee_id or lead)
+        if not _insert_or_skip(db, ticket_id=ticket.id, kind=kind, user_id=recipient, created_at=now):
+            return None
+        service.record(db, ticket, "sla_breach" if breach else "sla_warning", None, now, clock=clock,
+                       notified=recipient)
+        if breach:
+            events.emit(db, "ticket.sla_breached", {"ticket_id": ticket.id, "clock": clock, "escalated_to": recipient})
+        if recipient is not None:
+            notify.queue(db, ticket.id, "sla_breach" if breach else "sla_warning", user_id=recipient)
+        return kind
+
+
+def run_sla_check(platform: Platform, now: datetime | None = None) -> list[tuple[int, str]]:
+    """Raise every warning and escalation due at ``now``; returns ``(ticket id, kind)`` raised."""
+    now = now or utcnow()
+    warn = timedelta(minutes=service.int_setting(platform, "warn_before_minutes"))
+    horizon = now + warn
+    with platform.sessions() as db:
+        candidates = db.execute(select(Ticket.id, Ticket.response_due_at, Ticket.resolution_due_at)
+                                .where(or_(Ticket.response_due_at <= horizon, Ticket.resolution_due_at <= horizon))
+                                .order_by(Ticket.id)).all()
+        # What was raised before is skipped here already (the unique insert would skip it too).
+        ids = [row[0] for row in candidates]
+        done = {(ticket_id, kind) for ticket_id, kind in
+                db.execute(select(SlaAlert.ticket_id, SlaAlert.kind).where(SlaAlert.ticket_id.in_(ids)))} if ids else set()
+    raised = []
+    for ticket_id, response_due, resolution_due in candidates:
+        for clock, due in zip(CLOCKS, (response_due, resolution_due), strict=True):
+            if due is None or due > horizon:
+                continue
+            if (ticket_id, f"{clock}_breach") in done or (due > now and (ticket_id, f"{clock}_warning") in done):
+                continue
+            kind = raise_alert(platform, ticket_id, clock, now, warn)
+            if kind:
+                raised.append((ticket_id, kind))
+    return raised
+
+
+# --- The task functions (registered as tickets.<name>) -------------------------------------------------
+
+
+def check_sla(now: str | None = None) -> int:
+    """Warn and escalate; ``now`` (ISO 8601) replaces the clock, for tests and replays."""
+    moment = datetime.fromisoformat(now) if now else None
+    return len(run_sla_check(current(), moment))
+
+
+def send_notification(notification_id: int) -> str:
+    return notify.send(current(), notification_id)
+
+
+def send_pending() -> int:
+    return notify.send_pending(current())
+
+
+TASKS = [check_sla, send_notification, send_pending]
