@@ -205,6 +205,10 @@ def kehu_consent_status(session: Session, contact_id: int, purpose: str, channel
 
 @hookspec
 def kehu_notification_channels() -> list[Any]:
-    """Returns notification channels (objects with a ``name`` and a
-    ``send(recipient: dict, subject: str, body: str) -> None`` method). ``kehu.notify``
-    offers each message to the channels the recipient can be reached on."""
+    """Called whenever a plugin sends a message to a person (``kehu.notify.offer``).
+
+    Returns notification channels: objects with a ``name`` (``"email"``, ``"sms"``,
+    ``"wechat"``...), a ``send(recipient: dict, subject: str, body: str) -> None`` method that
+    raises when sending fails, and optionally ``reaches(recipient) -> bool``. ``recipient`` holds
+    the person's addresses as ``kehu_person_summary`` gives them. :func:`kehu.notify.offer`
+    sends through every channel that reaches the recipient."""

@@ -27,6 +27,7 @@ from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session
 
 from kehu import i18n
+from kehu import notify as kehu_notify
 from kehu.db import utcnow
 from kehu.i18n import gettext as _
 from kehu.platform import Platform
@@ -38,9 +39,6 @@ log = logging.getLogger(__name__)
 SEND_TASK = "tickets.send_notification"
 MAX_ATTEMPTS = 5
 _SESSION_KEY = "kehu_tickets_notifications"
-#: Which recipient value a channel needs, by channel name (a channel may decide itself with
-#: a ``reaches(recipient)`` method).
-REACH = {"email": "email", "sms": "phone", "wechat": "wechat_openid"}
 
 
 # --- Queueing, in the caller's transaction ---------------------------------------------------------
@@ -90,36 +88,6 @@ install_listeners()
 
 
 # --- Channels ------------------------------------------------------------------------------------------
-
-
-def channels(platform: Platform) -> list[Any]:
-    found: list[Any] = []
-    for result in platform.pm.hook.kehu_notification_channels():
-        found.extend(result if isinstance(result, (list, tuple)) else [result])
-    return [c for c in found if getattr(c, "name", "") and callable(getattr(c, "send", None))]
-
-
-def reaches(channel: Any, recipient: dict[str, Any]) -> bool:
-    method = getattr(channel, "reaches", None)
-    if callable(method):
-        return bool(method(recipient))
-    return bool(recipient.get(REACH.get(channel.name, channel.name)))
-
-
-def offer(platform: Platform, recipient: dict[str, Any], subject: str, body: str) -> tuple[list[str], list[str]]:
-    """Send through every channel that reaches ``recipient``; returns (delivered, errors)."""
-    delivered, errors = [], []
-    for channel in channels(platform):
-        if not reaches(channel, recipient):
-            continue
-        try:
-            channel.send(recipient, subject, body)
-        except Exception as exc:  # noqa: BLE001  (one channel failing must not stop the others)
-            log.warning("channel %s failed: %s", channel.name, exc)
-            errors.append(f"{channel.name}: {type(exc).__name__}: {exc}"[:500])
-        else:
-            delivered.append(channel.name)
-    return delivered, errors
 
 
 class EmailChannel:
@@ -263,7 +231,7 @@ def send(platform: Platform, notification_id: int) -> str:
     delivered: list[str] = []
     errors: list[str] = []
     if recipient is not None:
-        delivered, errors = offer(platform, recipient, subject, body)
+        delivered, errors = kehu_notify.offer(platform, recipient, subject, body)
     if delivered:
         values: dict[str, Any] = {"status": "sent", "channels": delivered, "sent_at": utcnow(),
                                   "last_error": "\n".join(errors)}
