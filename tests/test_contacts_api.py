@@ -3,7 +3,7 @@ locking, duplicates and validation, on SQLite (and PostgreSQL when configured)."
 
 from __future__ import annotations
 
-from tests.contacts_support import Crm, crm  # noqa: F401
+from tests.contacts_support import SQLITE_ONLY, Crm, crm, sqlite_template  # noqa: F401
 
 PHONE_FORMATS = ["13812345678", "138 1234 5678", "138-1234-5678", "+86 138 1234 5678", "+8613812345678",
                  "0086 138 1234 5678", "86 13812345678", "(+86) 138-1234-5678", "１３８１２３４５６７８"]
@@ -38,6 +38,7 @@ def test_create_read_update_delete(crm: Crm) -> None:
     assert api.get(f"/api/contacts/{created['company_id']}").json()["kind"] == "company"
 
 
+@SQLITE_ONLY
 def test_post_without_trailing_slash_reaches_the_collection(crm: Crm) -> None:
     response = crm.client("boss").post("/api/contacts", json={"name": "赵六"})
     assert response.status_code == 201, response.text
@@ -217,6 +218,7 @@ def test_validation_errors_are_422_with_fields(crm: Crm) -> None:
                                    headers={"content-type": "application/json"}).status_code == 400
 
 
+@SQLITE_ONLY
 def test_anonymous_is_refused_and_openapi_documents_the_api(crm: Crm) -> None:
     from tests.conftest import web_client
 
@@ -224,16 +226,17 @@ def test_anonymous_is_refused_and_openapi_documents_the_api(crm: Crm) -> None:
     assert anonymous.get("/api/contacts/").status_code == 401
     spec = anonymous.get("/api/openapi.json").json()
     paths = spec["paths"]
-    for path, method in (("/api/contacts/", "get"), ("/api/contacts/", "post"), ("/api/contacts/{id}", "patch"),
+    for path, method in (("/api/contacts", "get"), ("/api/contacts", "post"), ("/api/contacts/{id}", "patch"),
                          ("/api/contacts/{id}", "delete"), ("/api/contacts/merge", "post"),
                          ("/api/contacts/imports", "post"), ("/api/contacts/imports/{id}", "get"),
                          ("/api/contacts/imports/{id}/errors", "get"), ("/api/contacts/export", "get"),
                          ("/api/contacts/{id}/consents", "post"), ("/api/contacts/{id}/person-export", "get"),
                          ("/api/contacts/{id}/erase", "post")):
         assert method in paths[path], (path, method)
-    assert paths["/api/contacts/"]["post"]["summary"] == "Create a contact"
+    assert paths["/api/contacts"]["post"]["summary"] == "Create a contact"
 
 
+@SQLITE_ONLY
 def test_api_token_works_without_csrf(crm: Crm) -> None:
     from kehu import auth
     from kehu.models import User

@@ -9,7 +9,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from kehu.models import AuditEntry
-from tests.contacts_support import Crm, crm  # noqa: F401
+from tests.contacts_support import Crm, crm, sqlite_template  # noqa: F401
 
 
 def _csv_rows(content: bytes) -> list[list[str]]:

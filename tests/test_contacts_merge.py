@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from kehu.models import AuditEntry, OutboxEvent
 from kehu_plugins.contacts.models import Activity
-from tests.contacts_support import Crm, crm  # noqa: F401
+from tests.contacts_support import Crm, crm, sqlite_template  # noqa: F401
 from tests.plugins_for_tests import contacts_probe
 
 

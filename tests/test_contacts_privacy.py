@@ -11,7 +11,7 @@ from sqlalchemy import select
 from kehu.models import AuditEntry, OutboxEvent
 from kehu_plugins.contacts import service
 from kehu_plugins.contacts.models import Activity, Contact, ContactPoint
-from tests.contacts_support import Crm, crm  # noqa: F401
+from tests.contacts_support import SQLITE_ONLY, Crm, crm, sqlite_template  # noqa: F401
 from tests.plugins_for_tests import contacts_probe
 
 
@@ -92,6 +92,7 @@ def test_erasure_anonymizes_removes_the_index_and_asks_every_plugin(crm: Crm) ->
         assert crm.platform.pm.hook.kehu_person_summary(session=db, contact_id=contact["id"]) is None
 
 
+@SQLITE_ONLY
 def test_privacy_buttons_on_the_contact_page(crm: Crm) -> None:
     contact = crm.create("boss", name="页面隐私")
     boss = crm.client("boss")

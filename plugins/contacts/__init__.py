@@ -19,8 +19,14 @@ is here, each in the file the architecture guide names:
 
 Other plugins reach contacts only through hooks and events: the core's ``kehu_person_*`` and
 ``kehu_consent_status`` hooks, this plugin's own hooks, the ``contacts.detail.panels`` slot of
-the contact page, and the events ``contact.created``, ``contact.updated``, ``contact.merged``,
-``contact.deleted`` and ``contact.erased`` (payloads hold ids only).
+the contact page, and these events (payloads hold ids only):
+
+- ``contact.created`` and ``contact.updated`` (``contact_id``; ``fields`` for an update), for
+  changes made one contact at a time (pages, API, other plugins);
+- ``contact.imported`` (``created`` and ``updated``: lists of contact ids), once per batch of up
+  to 1,000 imported rows, instead of one event per row;
+- ``contact.merged`` (``survivor_id``, ``merged_id``), ``contact.deleted`` and ``contact.erased``
+  (``contact_id``).
 """
 
 from __future__ import annotations

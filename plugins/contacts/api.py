@@ -72,7 +72,7 @@ def list_contacts(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """
     platform, user = platform_of(request), current_user(request)
     query = listing.list_query_from(request.query_params, request.query_params.getlist)
-    with platform.session() as db:
+    with platform.reading() as db:
         result = listing.page(platform, db, user, query)
         items = [view.as_dict() for view in display.views_of(platform, db, user, result.items)]
     return {"items": items, "total": result.total, "next_cursor": result.next_cursor or None,
@@ -143,7 +143,7 @@ def get_contact(request: Request, body: dict[str, Any]) -> Response:
       "404": {description: Not found}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.session() as db:
+    with platform.reading() as db:
         contact = service.get_visible(platform, db, user, request.path_params["id"])
         result = _view(request, db, contact)
     return JSONResponse(result, headers=_etag(result["version"]))
@@ -213,7 +213,7 @@ def get_timeline(request: Request, body: dict[str, Any]) -> dict[str, Any]:
       "200": {description: "{items: [{at, kind, title, body, url, source}]}, newest first"}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.session() as db:
+    with platform.reading() as db:
         contact = service.get_visible(platform, db, user, request.path_params["id"])
         entries = display.timeline(platform, db, user, contact)
     return {"items": [{"at": e.at.isoformat(), "kind": e.kind, "title": e.title, "body": e.body, "url": e.url,
@@ -324,7 +324,7 @@ def get_consents(request: Request, body: dict[str, Any]) -> dict[str, Any]:
       "200": {description: "{current: [{purpose, channel, status, source, at}], history: [...]}"}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.session() as db:
+    with platform.reading() as db:
         contact = service.get_visible(platform, db, user, request.path_params["id"])
         return privacy.consents(db, contact.id)
 
@@ -444,22 +444,23 @@ def upload_import(request: Request, body: dict[str, Any]) -> Response:
                                   mapping if isinstance(mapping, dict) else None).id
     if body.get("start") in ("dry_run", "import"):
         tasks.start(platform, user, job_id, dry_run=body["start"] == "dry_run")
-    with platform.sessions() as db:
+    with platform.reading() as db:
         return JSONResponse(tasks.job_dict(tasks.visible_job(db, user, job_id)), status_code=201)
 
 
 @api(security.IMPORT)
 def get_import(request: Request, body: dict[str, Any]) -> dict[str, Any]:
-    """An import job's state and progress; the first 100 rejected rows in ``errors``.
+    """An import job's state and progress; the first 100 rejected rows in ``errors``, and the
+    first 100 rows that match existing contacts (what a dry run flags) in ``matches``.
     ---
     summary: An import's status
     tags: [contacts import]
     parameters: [{name: id, in: path, required: true, schema: {type: integer}}]
     responses:
-      "200": {description: "{id, status (uploaded, queued, running, done, failed), dry_run, total, processed, created, updated, unchanged, rejected, errors: [{line, reason}], error_count}"}
+      "200": {description: "{id, status (uploaded, queued, running, done, failed), dry_run, total, processed, created, updated, unchanged, rejected, errors: [{line, reason}], error_count, matches: [{line, contact_id, action}] (rows matching existing contacts: updated or unchanged), match_count}"}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         return tasks.job_dict(tasks.visible_job(db, user, request.path_params["id"]))
 
 
@@ -489,7 +490,7 @@ def start_import(request: Request, body: dict[str, Any]) -> dict[str, Any]:
             tasks.set_mapping(db, job, body["mapping"])
         job_id = job.id
     tasks.start(platform, user, job_id, dry_run=bool(body.get("dry_run")))
-    with platform.sessions() as db:
+    with platform.reading() as db:
         return tasks.job_dict(tasks.visible_job(db, user, job_id))
 
 
@@ -504,7 +505,7 @@ def import_errors(request: Request, body: dict[str, Any]) -> Response:
       "200": {description: text/csv}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         job = tasks.visible_job(db, user, request.path_params["id"])
         content = tasks.error_report(platform, job)
     return Response(content.encode("utf-8"), media_type="text/csv; charset=utf-8",
@@ -529,7 +530,7 @@ def list_fields(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     responses:
       "200": {description: "{items: [{id, key, label: {zh, en}, kind, choices, required, show_in_list, position, active}]}"}
     """
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         return {"items": [field_dict(f) for f in service.custom_fields(db, active_only=False)]}
 
 
@@ -575,7 +576,8 @@ def update_field(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """
     platform, user = platform_of(request), current_user(request)
     with platform.session() as db:
-        definition = db.get(CustomField, request.path_params["id"])
+        field_id = service.id_of(request.path_params["id"])
+        definition = db.get(CustomField, field_id) if field_id is not None else None
         if definition is None:
             raise service.NotFound(_("There is no such field."))
         return field_dict(service.save_custom_field(db, user, definition, body))
@@ -593,7 +595,7 @@ def list_saved_filters(request: Request, body: dict[str, Any]) -> dict[str, Any]
     responses:
       "200": {description: "{items: [{id, name, query}]}; query is a query string for GET /api/contacts"}
     """
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         rows = service.saved_filters(db, current_user(request))
         return {"items": [{"id": r.id, "name": r.name, "query": r.query} for r in rows]}
 
@@ -613,7 +615,7 @@ def create_saved_filter(request: Request, body: dict[str, Any]) -> Response:
     """
     user = current_user(request)
     with platform_of(request).session() as db:
-        row = service.save_filter(db, user, str(body.get("name", "")), str(body.get("query", "")))
+        row = service.save_filter(db, user, body.get("name"), body.get("query"))
         return JSONResponse({"id": row.id, "name": row.name, "query": row.query}, status_code=201)
 
 

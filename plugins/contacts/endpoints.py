@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from kehu.i18n import gettext as _
 from kehu.web import ApiError, error_body, render, requires
 
-from .service import ContactError
+from .service import CONTROL_CHARACTERS, ContactError, Invalid
 
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -52,6 +52,30 @@ class Upload:
     content: bytes
 
 
+#: The largest JSON body an endpoint reads (uploads are multipart, limited by the importer).
+MAX_JSON_BYTES = 1024 * 1024
+
+
+def _has_control_characters(value: Any) -> bool:
+    if isinstance(value, str):
+        return CONTROL_CHARACTERS.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_control_characters(k) or _has_control_characters(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_control_characters(v) for v in value)
+    return False
+
+
+def refuse_control_characters(values: Any) -> None:
+    """Raise :class:`ContactError` (422) naming each field of ``values`` (a mapping, or a list
+    of pairs) whose text holds NUL or another control character: nothing stores them."""
+    pairs = values.items() if isinstance(values, dict) else values
+    fields = {str(key): _("Remove the control characters from this text.")
+              for key, value in pairs if _has_control_characters(key) or _has_control_characters(value)}
+    if fields:
+        raise Invalid(_("Some fields are not valid."), fields)
+
+
 async def _body(request: Request) -> dict[str, Any]:
     """A JSON object, or a multipart form (files as :class:`Upload`), or ``{}``."""
     if request.method not in BODY_METHODS:
@@ -62,12 +86,19 @@ async def _body(request: Request) -> dict[str, Any]:
             for key, value in form.multi_items():
                 body[key] = value if isinstance(value, str) else Upload(value.filename or "", await value.read())
         return body
-    raw = await request.body()
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise ApiError(413, "too_large", _("The request body is too large."))
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise ApiError(413, "too_large", _("The request body is too large."))
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, "bad_json", _("The request body is not valid JSON.")) from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", _("The request body must be a JSON object."))
@@ -86,6 +117,8 @@ def api(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         async def endpoint(request: Request) -> Response:
             body = await _body(request)
             try:
+                refuse_control_characters(request.query_params.multi_items())
+                refuse_control_characters({k: v for k, v in body.items() if not isinstance(v, Upload)})
                 result = await run_in_threadpool(handler, request, body)
             except ContactError as error:
                 return error_response(error)
@@ -110,6 +143,8 @@ def page(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             if request.method == "POST":
                 form = await request.form()
             try:
+                refuse_control_characters(request.query_params.multi_items())
+                refuse_control_characters([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
                 return await run_in_threadpool(handler, request, form)
             except ContactError as error:
                 return render(request, "error.html", {"status": error.status, "message": error.message},

@@ -58,7 +58,7 @@ def _custom_cell(value: Any) -> Any:
 def rows(platform: Platform, db: Session, user: CurrentUser, query: listing.ListQuery,
          fields: list[CustomField]) -> Iterator[list[Any]]:
     """The rows of the export, as ``user`` sees them, loaded :data:`BATCH` contacts at a time."""
-    logins = dict(db.execute(select(User.id, User.login)).tuples().all())
+    logins = dict(db.execute(select(User.id, User.login)).all())
     statement = listing.filtered(platform, user, query, fields).order_by(Contact.id)
     for contact in db.scalars(statement.execution_options(yield_per=BATCH)):
         view = display.ContactView.of(platform, db, user, contact, owners={})

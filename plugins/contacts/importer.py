@@ -30,7 +30,7 @@ from charset_normalizer import from_bytes
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from kehu import audit
+from kehu import audit, events
 from kehu.auth import CurrentUser
 from kehu.i18n import gettext as _
 from kehu.models import User
@@ -38,9 +38,9 @@ from kehu.platform import Platform
 
 from . import normalize, security, service
 from .display import field_label
-from .models import COMPANY, CUSTOMER, FORMER, LEAD, PERSON, Contact, CustomField
+from .models import COMPANY, CUSTOMER, FORMER, LEAD, PERSON, Contact, ContactPoint, CustomField
 
-BATCH_ROWS = 100  # rows per transaction, and between two progress reports
+BATCH_ROWS = 1000  # rows per transaction, and between two progress reports
 MAX_ROWS = 100_000
 MULTI_FIELDS = ("phones", "emails", "wechat_ids", "tags")
 
@@ -140,7 +140,7 @@ def decode(raw: bytes) -> str:
 
 
 def _read_csv(raw: bytes, max_rows: int, stop_early: bool) -> Table:
-    text = decode(raw)
+    text = service.CONTROL_CHARACTERS.sub("", decode(raw))  # NUL and such: never data
     if not text.strip():
         raise UnreadableFile(_("The file is empty."))
     sample = text[:20_000]
@@ -176,6 +176,8 @@ def _read_csv(raw: bytes, max_rows: int, stop_early: bool) -> Table:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):
+        return service.CONTROL_CHARACTERS.sub("", value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # a phone number Excel stored as a number
     if isinstance(value, datetime):
@@ -322,15 +324,39 @@ class _WriteFailed(Exception):
     """Writing a checked row failed: its batch is rolled back and imported again row by row."""
 
 
+@dataclass
+class _Row:
+    """A row of the file on its way in: checked, matched to what exists, and its fate."""
+
+    line: int
+    parsed: service.ContactInput | None = None
+    wanted: str = ""  # the contact number of an ``id`` column
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (kind, canonical value) of its points
+    keys: list[tuple[str, ...]] = field(default_factory=list)  # what identifies its contact
+    action: str = ""  # created, updated, unchanged or rejected
+    contact: Contact | None = None  # the existing contact it is about
+    changes: service.ContactInput | None = None  # what it changes on that contact
+    contact_id: int | None = None
+    reason: str = ""
+
+    def reject(self, reason: str) -> None:
+        self.action, self.reason = "rejected", reason
+
+
 class Importer:
     """Imports the rows of a :class:`Table` as ``user`` (``None``: the system, as on the
     command line without ``--user``).
 
-    Rows are imported in batches, one transaction each. Every row is checked completely before
-    anything of it is written; should writing one fail all the same, its batch is rolled back
-    and imported again one row per transaction, so that only that row is rejected: a row is
-    imported whole or not at all. Without ``contacts.write_all``, a row matching a contact
-    owned by someone else is rejected, and new contacts belong to ``user``.
+    Rows go in batches of :data:`BATCH_ROWS`, one transaction each: every row of the batch is
+    checked, then all are matched against existing contacts with a few queries (blind indexes of
+    their phone numbers and e-mails, names at companies), then new contacts are written with a
+    few bulk INSERTs (:func:`service.create_contacts`) and matched ones updated. Should writing
+    fail all the same, the batch is rolled back and imported again one row per transaction, so
+    that only the culprit is rejected: a row is imported whole or not at all. Each batch is
+    announced with one ``contact.imported`` event (``created`` and ``updated`` contact ids).
+
+    Without ``contacts.write_all``, a row matching a contact owned by someone else is
+    rejected, and new contacts belong to ``user``.
     """
 
     def __init__(self, platform: Platform, user: CurrentUser | None, mapping: dict[str, str], *,
@@ -355,10 +381,11 @@ class Importer:
             batch = table.rows[start:start + BATCH_ROWS]
             if self.dry_run:
                 with self.platform.sessions() as db:
-                    for line, cells in batch:
-                        self._plan_row(db, fields, line, cells, report)
+                    rows = self._plan(db, fields, batch, self._planned)
             else:
-                self._import_batch(fields, batch, report)
+                rows = self._import_batch(fields, batch)
+            for row in rows:
+                report.add(row.line, row.action, row.contact_id, row.reason)
             if progress is not None:
                 progress(report)
         if not self.dry_run:
@@ -366,59 +393,74 @@ class Importer:
                 audit.record(db, "contacts.import", actor=self.user, target=file_name[:120], detail=report.counts())
         return report
 
-    def _import_batch(self, fields: list[CustomField], batch: list[tuple[int, list[str]]], report: Report) -> None:
+    def _import_batch(self, fields: list[CustomField], batch: list[tuple[int, list[str]]]) -> list[_Row]:
         try:
             with self.platform.session() as db:
-                outcomes = [(line, *self._import_row(db, fields, cells)) for line, cells in batch]
+                return self._import_rows(db, fields, batch)
         except _WriteFailed:  # nothing of this batch was kept: again, one transaction per row
-            outcomes = []
+            rows = []
             for line, cells in batch:
                 try:
                     with self.platform.session() as db:
-                        outcomes.append((line, *self._import_row(db, fields, cells)))
+                        rows += self._import_rows(db, fields, [(line, cells)])
                 except _WriteFailed as exc:
-                    outcomes.append((line, "rejected", None, _describe(exc.__cause__)))
-        for line, action, contact_id, reason in outcomes:
-            report.add(line, action, contact_id, reason)
+                    rows.append(_Row(line, action="rejected", reason=_describe(exc.__cause__)))
+            return rows
 
-    def _import_row(self, db: Session, fields: list[CustomField], cells: list[str]) -> tuple[str, int | None, str]:
-        """``(action, contact id, reason rejected)``; raises :class:`_WriteFailed` when a
-        checked row could not be written (the transaction must then be rolled back)."""
-        try:
-            parsed, wanted = self._parse(db, fields, cells)
-            matches = self._matches(db, parsed, wanted)
-        except RowRejected as exc:
-            return "rejected", None, str(exc)
-        try:
-            action, contact_id = self._write(db, parsed, matches)
-        except Exception as exc:
-            raise _WriteFailed() from exc
-        return action, contact_id, ""
+    def _import_rows(self, db: Session, fields: list[CustomField], batch: list[tuple[int, list[str]]]) -> list[_Row]:
+        """Plan and write ``batch`` in ``db``'s transaction; raises :class:`_WriteFailed` when
+        writing fails (the transaction must then be rolled back). A row about the same contact
+        as an earlier new row of the batch is planned after that one is written."""
+        done: list[_Row] = []
+        while len(done) < len(batch):
+            rows = self._plan(db, fields, batch[len(done):], planned=set(), stop_at_repeat=True)
+            try:
+                self._write(db, rows)
+            except Exception as exc:
+                raise _WriteFailed() from exc
+            done += rows
+        return done
 
-    def _plan_row(self, db: Session, fields: list[CustomField], line: int, cells: list[str], report: Report) -> None:
-        """The dry run of a row: what :meth:`_import_row` would do, without writing."""
-        try:
-            parsed, wanted = self._parse(db, fields, cells)
-            keys = self._keys(parsed, wanted)
-            if any(key in self._planned for key in keys):  # an earlier row of the file creates it
-                report.add(line, "updated")
-                return
-            matches = self._matches(db, parsed, wanted)
-        except RowRejected as exc:
-            report.add(line, "rejected", reason=str(exc))
-            return
-        self._planned.update(keys)
-        if not matches:
-            report.add(line, "created")
-        else:
-            report.add(line, "updated" if _changes(matches[0], parsed) else "unchanged", matches[0].id)
+    def _plan(self, db: Session, fields: list[CustomField], batch: list[tuple[int, list[str]]],
+              planned: set[tuple[str, ...]], stop_at_repeat: bool = False) -> list[_Row]:
+        """What each row does: check it, then match the rows to existing contacts. ``planned``
+        holds the keys of the contacts earlier rows create; a row sharing one updates that
+        contact (a dry run counts it so) or, with ``stop_at_repeat``, ends the plan before it."""
+        rows = []
+        for line, cells in batch:
+            row = _Row(line)
+            try:
+                row.parsed, row.wanted = self._parse(db, fields, cells)
+                row.pairs = row.parsed.lookups()
+                row.keys = self._keys(row)
+            except RowRejected as exc:
+                row.reject(str(exc))
+            rows.append(row)
+        self._match(db, [row for row in rows if not row.action])
+        for index, row in enumerate(rows):
+            if row.action:
+                continue
+            if any(key in planned for key in row.keys):
+                if stop_at_repeat:
+                    return rows[:index]
+                row.action = "updated"
+            elif row.contact is None:
+                row.action = "created"
+                planned.update(row.keys)
+            else:
+                assert row.parsed is not None
+                row.changes = _changes(row.contact, row.parsed)
+                row.action, row.contact_id = "updated" if row.changes else "unchanged", row.contact.id
+        return rows
 
     @staticmethod
-    def _keys(parsed: service.ContactInput, wanted: str | None) -> list[tuple[str, ...]]:
-        """What identifies the row's contact for :meth:`_matches`, to spot repeats in a file."""
-        keys: list[tuple[str, ...]] = list(parsed.lookups())
-        if wanted:
-            keys.append(("id", wanted))
+    def _keys(row: _Row) -> list[tuple[str, ...]]:
+        """What identifies the row's contact for :meth:`_match`, to spot repeats in a file."""
+        parsed = row.parsed
+        assert parsed is not None
+        keys: list[tuple[str, ...]] = list(row.pairs)
+        if row.wanted:
+            keys.append(("id", row.wanted))
         if not keys and (parsed.company or parsed.values.get("kind") == COMPANY):
             keys.append(("name", parsed.values["name"].lower(), (parsed.company or COMPANY).lower()))
         return keys
@@ -469,46 +511,102 @@ class Importer:
             raise RowRejected(_("You may only assign contacts to yourself."))
         return owner
 
-    def _matches(self, db: Session, parsed: service.ContactInput, wanted: str) -> list[Contact]:
-        """The existing contact the row is about: the one with its number (an ``id`` column),
-        else those with one of its phone numbers, e-mails or WeChat ids; for a row with none of
-        these, the contact of the same name at the same company (or the company of that name)."""
-        ids: list[int] = []
-        if wanted:
-            contact = db.get(Contact, int(wanted)) if wanted.isdigit() else None
-            if contact is None or contact.erased_at is not None:
-                raise RowRejected(_("There is no contact #%(id)s.", id=wanted))
-            ids = [contact.id]
-        elif parsed.lookups():
-            for kind, canonical in parsed.lookups():
-                ids += [i for i in db.scalars(service.ids_with_point(kind, canonical)) if i not in ids]
-        elif parsed.values.get("kind") == COMPANY:
-            company = service.find_company(db, parsed.values["name"])
-            ids = [company.id] if company is not None else []
-        elif parsed.company:
-            company = service.find_company(db, parsed.company)
-            if company is not None:
-                ids = list(db.scalars(select(Contact.id).where(
-                    func.lower(Contact.name) == parsed.values["name"].lower(), Contact.company_id == company.id)))
-        if not ids:
-            return []
-        contacts = list(db.scalars(select(Contact).where(Contact.id.in_(ids), Contact.erased_at.is_(None))))
-        if len(contacts) > 1:
-            raise RowRejected(_("Matches several contacts (%(ids)s); merge them first.",
-                                ids=", ".join(f"#{c.id}" for c in contacts)))
-        if contacts and self.user is not None and not security.may_change(self.user, contacts[0]):
-            raise RowRejected(_("Matches contact #%(id)s, which you may not change.", id=contacts[0].id))
-        return contacts
+    def _match(self, db: Session, rows: list[_Row]) -> None:
+        """Find the existing contact each row is about, with a few queries for all of them: the
+        one with its number (an ``id`` column), else those with one of its phone numbers,
+        e-mails or WeChat ids; for a row with none of these, the contact of the same name at the
+        same company (or the company of that name). Rejects the rows that match several
+        contacts, a contact that does not exist, or one the user may not change."""
+        candidates: dict[int, set[int]] = {}  # row index -> contact ids
+        by_point: dict[tuple[str, str], set[int]] = {}
+        lookups = {(kind, normalize.lookup(kind, canonical)): (kind, canonical)
+                   for row in rows if not row.wanted for kind, canonical in row.pairs}
+        if lookups:
+            found = db.execute(select(ContactPoint.contact_id, ContactPoint.kind, ContactPoint.lookup).where(
+                ContactPoint.kind.in_({kind for kind, _lookup in lookups}),
+                ContactPoint.lookup.in_({lookup for _kind, lookup in lookups})))
+            for contact_id, kind, lookup in found:
+                if (kind, lookup) in lookups:
+                    by_point.setdefault(lookups[(kind, lookup)], set()).add(contact_id)
+        by_name = [row.parsed for row in rows if row.parsed is not None and not row.wanted and not row.pairs]
+        companies = self._companies(db, {(data.values["name"] if data.values.get("kind") == COMPANY
+                                          else data.company or "").lower() for data in by_name} - {""})
+        same_name = self._people_at(db, rows, companies)
+        for index, row in enumerate(rows):
+            parsed = row.parsed
+            assert parsed is not None
+            if row.wanted:
+                candidates[index] = {int(row.wanted)} if row.wanted.isdigit() and len(row.wanted) < 10 else set()
+            elif row.pairs:
+                candidates[index] = set().union(*(by_point.get(pair, set()) for pair in row.pairs))
+            elif parsed.values.get("kind") == COMPANY:
+                name = parsed.values["name"].lower()
+                candidates[index] = {companies[name]} if name in companies else set()
+            elif parsed.company and parsed.company.lower() in companies:
+                key = (parsed.values["name"].lower(), companies[parsed.company.lower()])
+                candidates[index] = same_name.get(key, set())
+        wanted_ids = set().union(*candidates.values()) if candidates else set()
+        contacts = {c.id: c for c in db.scalars(select(Contact).where(Contact.id.in_(wanted_ids),
+                                                                      Contact.erased_at.is_(None)))} if wanted_ids else {}
+        for index, row in enumerate(rows):
+            matched = [contacts[i] for i in sorted(candidates.get(index, set())) if i in contacts]
+            if row.wanted and not matched:
+                row.reject(_("There is no contact #%(id)s.", id=row.wanted))
+            elif len(matched) > 1:
+                row.reject(_("Matches several contacts (%(ids)s); merge them first.",
+                             ids=", ".join(f"#{c.id}" for c in matched)))
+            elif matched and self.user is not None and not security.may_change(self.user, matched[0]):
+                row.reject(_("Matches contact #%(id)s, which you may not change.", id=matched[0].id))
+            elif matched:
+                row.contact = matched[0]
 
-    def _write(self, db: Session, parsed: service.ContactInput, matches: list[Contact]) -> tuple[str, int]:
-        if not matches:
-            parsed.allow_duplicate = True  # what could match was looked up just now
-            return "created", service.create_contact(self.platform, db, self.user, parsed, action="imported").id
-        changes = _changes(matches[0], parsed)
-        if changes is None:
-            return "unchanged", matches[0].id
-        service.update_contact(self.platform, db, self.user, matches[0], changes, action="imported")
-        return "updated", matches[0].id
+    @staticmethod
+    def _companies(db: Session, names: set[str]) -> dict[str, int]:
+        """The oldest company of each name (lower case), for the names that have one."""
+        if not names:
+            return {}
+        found: dict[str, int] = {}
+        for company_id, name in db.execute(select(Contact.id, func.lower(Contact.name)).where(
+                Contact.kind == COMPANY, func.lower(Contact.name).in_(names)).order_by(Contact.id.desc())):
+            found[name] = company_id  # the oldest comes last and wins
+        return found
+
+    @staticmethod
+    def _people_at(db: Session, rows: list[_Row], companies: dict[str, int]) -> dict[tuple[str, int], set[int]]:
+        """Contacts by (lower-case name, company id), for the rows matched by name and company."""
+        names = {row.parsed.values["name"].lower() for row in rows if row.parsed is not None and row.parsed.company
+                 and row.parsed.company.lower() in companies}
+        if not names:
+            return {}
+        found: dict[tuple[str, int], set[int]] = {}
+        for contact_id, name, company_id in db.execute(select(Contact.id, func.lower(Contact.name), Contact.company_id)
+                                                       .where(func.lower(Contact.name).in_(names),
+                                                              Contact.company_id.in_(set(companies.values())))):
+            found.setdefault((name, company_id), set()).add(contact_id)
+        return found
+
+    def _write(self, db: Session, rows: list[_Row]) -> None:
+        """Write the planned rows: new contacts in bulk, changed ones one by one; announce them."""
+        new = [row for row in rows if row.action == "created"]
+        created: list[int] = []
+        if new:
+            for row in new:
+                assert row.parsed is not None
+                row.parsed.allow_duplicate = True  # what could match was looked up just now
+            result = service.create_contacts(self.platform, db, self.user, [row.parsed for row in new],  # type: ignore[misc]
+                                             action="imported", announce=False)
+            for row, contact_id in zip(new, result.ids, strict=True):
+                row.contact_id = contact_id
+            created = result.ids + result.company_ids
+        updated = []
+        for row in rows:
+            if row.action == "updated" and row.changes is not None and row.contact is not None:
+                service.update_contact(self.platform, db, self.user, row.contact, row.changes, action="imported",
+                                       announce=False)
+                updated.append(row.contact.id)
+        if created or updated:
+            events.emit(db, "contact.imported", {"created": created, "updated": sorted(set(updated))},
+                        actor_id=getattr(self.user, "id", None))
 
 
 def _label(name: str) -> str:

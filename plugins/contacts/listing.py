@@ -23,9 +23,9 @@ from kehu.auth import CurrentUser
 from kehu.i18n import gettext as _
 from kehu.platform import Platform
 
-from . import normalize
+from . import display, normalize
 from .models import COMPANY, STAGES, Contact, ContactTag, CustomField
-from .service import Invalid, custom_fields, ids_with_point, list_of, text_of
+from .service import Invalid, custom_fields, id_of, ids_with_point, list_of, text_of
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -86,7 +86,11 @@ def list_query_from(params: Mapping[str, Any], getlist: Callable[[str], list[str
         offset=as_int("offset", 0, 0, 10**9), cursor=text_of(params.get("cursor")),
     )
     if text_of(params.get("company_id")):
-        query.company_id = as_int("company_id", 0, 0, 2**62)
+        query.company_id = id_of(params.get("company_id"))
+        if query.company_id is None:
+            problems["company_id"] = _("Choose a company.")
+    if query.owner not in ("", "me", "none") and id_of(query.owner) is None:
+        problems["owner"] = _("Choose a user, 'me' or 'none'.")
     if query.sort.lstrip("-") not in SORTS:
         problems["sort"] = _("Sort by one of: %(choices)s.", choices=", ".join(SORTS))
     if query.stage and query.stage not in STAGES:
@@ -136,10 +140,12 @@ def _custom_clause(definition: CustomField, bound: str, value: str, dialect: str
     return stored.as_string().icontains(value, autoescape=True)
 
 
-def filtered(platform: Platform, user: CurrentUser, query: ListQuery, fields: list[CustomField]) -> Select[Any]:
-    """``SELECT Contact`` of what ``user`` may see, matching ``query`` (not sorted, not paged).
-    Erased people are left out."""
-    statement = rbac.restrict(platform, select(Contact), Contact, user).where(Contact.erased_at.is_(None))
+def filtered(platform: Platform, user: CurrentUser, query: ListQuery, fields: list[CustomField],
+             base: Select[Any] | None = None) -> Select[Any]:
+    """``SELECT Contact`` (or ``base``, a select from the contacts table) of what ``user`` may
+    see, matching ``query`` (not sorted, not paged). Erased people are left out."""
+    statement = rbac.restrict(platform, select(Contact) if base is None else base, Contact, user)
+    statement = statement.where(Contact.erased_at.is_(None))
     if query.q:
         statement = statement.where(search_clause(query.q))
     for tag in query.tags:
@@ -169,31 +175,52 @@ def filtered(platform: Platform, user: CurrentUser, query: ListQuery, fields: li
 @dataclass
 class Page:
     items: list[Contact]
-    total: int
+    total: int  # at most ``count_up_to`` + 1 when counting stopped there (``total_capped``)
     next_cursor: str  # "" on the last page
     offset: int
     limit: int
+    total_capped: bool = False
 
 
-def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery) -> Page:
-    """One page of the contacts ``user`` may see that match ``query``, with the total count."""
-    statement = filtered(platform, user, query, custom_fields(db))
-    total = db.scalar(select(func.count()).select_from(statement.subquery())) or 0
+def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *,
+         fields: list[CustomField] | None = None, count_up_to: int | None = None, summary: bool = False) -> Page:
+    """One page of the contacts ``user`` may see that match ``query``, with their number.
+
+    ``fields`` are the custom fields (read when not given and the query filters by them).
+    Counting stops after ``count_up_to`` (the list page shows "1000+": counting a million rows
+    takes longer than the page itself); a first page that holds every match needs no count at
+    all. ``summary`` gives :class:`~.display.ContactSummary` items (what a list shows, read with
+    three plain queries) instead of :class:`~.models.Contact` objects.
+    """
+    if fields is None:  # they are only needed to filter by them
+        fields = custom_fields(db) if query.custom else []
+    statement = filtered(platform, user, query, fields, base=display.summary_select() if summary else None)
     name, descending = query.sort.lstrip("-"), query.sort.startswith("-")
     column = SORTS[name]
+    paged = statement
     if query.cursor:
         position = tuple_(column, Contact.id)
         after = _decode_cursor(query.cursor, name)
-        statement = statement.where(position < after if descending else position > after)
+        paged = paged.where(position < after if descending else position > after)
     elif query.offset:
-        statement = statement.offset(query.offset)
+        paged = paged.offset(query.offset)
     order = (column.desc(), Contact.id.desc()) if descending else (column.asc(), Contact.id.asc())
-    items = list(db.scalars(statement.order_by(*order).limit(query.limit + 1)).unique())
+    paged = paged.order_by(*order).limit(query.limit + 1)
+    items: list[Any] = (display.summaries(platform, db, user, db.execute(paged).all()) if summary
+                        else list(db.scalars(paged).unique()))
     next_cursor = ""
     if len(items) > query.limit:
         items = items[:query.limit]
         next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id)
-    return Page(items=items, total=total, next_cursor=next_cursor, offset=query.offset, limit=query.limit)
+    if not query.cursor and not query.offset and not next_cursor:
+        return Page(items=items, total=len(items), next_cursor="", offset=0, limit=query.limit)
+    counted = filtered(platform, user, query, fields, base=select(Contact.id))
+    if count_up_to is not None:
+        counted = counted.limit(count_up_to + 1)
+    total = db.scalar(select(func.count()).select_from(counted.subquery())) or 0
+    capped = count_up_to is not None and total > count_up_to
+    return Page(items=items, total=total, next_cursor=next_cursor, offset=query.offset, limit=query.limit,
+                total_capped=capped)
 
 
 def _encode_cursor(value: Any, contact_id: int) -> str:

@@ -208,10 +208,31 @@ class ImportJob(Model):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: The rows that match an existing contact: ``{"line", "contact_id", "action"}`` (``contact_id``
+    #: ``None``: a contact an earlier row of the file creates). What a dry run flags before saving.
+    matches: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+def seal(model: type[Model], attribute: str, row_key: str, plain: str | None) -> bytes | None:
+    """What the sealed ``attribute`` of ``model`` stores for ``plain`` in the row with
+    ``row_key``: for rows written with INSERT statements rather than model objects (bulk
+    imports). The same as ``setattr(row, attribute, plain)`` on a model object."""
+    if plain in (None, ""):
+        return None
+    return crypto.encrypt(plain, getattr(model, attribute).field.aad(row_key))
+
+
+def unseal(model: type[Model], attribute: str, row_key: str, blob: bytes | None) -> str | None:
+    """The plain value of a sealed ``attribute`` of ``model`` read with a SELECT of its columns
+    (the row's ``row_key`` and the sealed column), without loading a model object: the reverse
+    of :func:`seal`."""
+    if blob is None:
+        return None
+    return crypto.decrypt(blob, getattr(model, attribute).field.aad(row_key))
 
 
 MODELS: list[type[Model]] = [Contact, ContactPoint, ContactTag, Activity, Revision, Consent, CustomField, SavedFilter,

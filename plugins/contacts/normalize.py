@@ -21,7 +21,7 @@ PHONE, EMAIL, WECHAT, OPENID = "phone", "email", "wechat", "openid"
 KINDS = (PHONE, EMAIL, WECHAT, OPENID)
 
 DEFAULT_REGION = "CN"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]{2,}$")
 _WECHAT = re.compile(r"^[A-Za-z][-_A-Za-z0-9]{5,19}$")
 _OPENID = re.compile(r"^[-_A-Za-z0-9]{10,64}$")
 _PHONE_LIKE = re.compile(r"^[+()\d\s\-./]{5,}$")
@@ -36,9 +36,21 @@ def _clean(raw: str) -> str:
     return unicodedata.normalize("NFKC", str(raw)).strip()
 
 
+#: A Chinese mobile number as people write it: 11 digits starting with 1, perhaps after 86,
+#: +86 or 0086, perhaps split by spaces, hyphens or dots.
+_CN_MOBILE = re.compile(r"^(?:\+?86|0086)?(1\d{10})$")
+_SEPARATORS = re.compile(r"[\s\-.]")
+#: libphonenumber's own pattern of valid Chinese mobile numbers (the same metadata as parse()).
+_CN_MOBILE_VALID = re.compile(phonenumbers.PhoneMetadata.metadata_for_region(DEFAULT_REGION).mobile
+                              .national_number_pattern)
+
+
 def phone(raw: str) -> str:
     """``138 0013 8000`` → ``+8613800138000`` (E.164; numbers without a country code are Chinese)."""
     text = _clean(raw)
+    mobile = _CN_MOBILE.match(_SEPARATORS.sub("", text))
+    if mobile and _CN_MOBILE_VALID.fullmatch(mobile.group(1)):  # the common case, without parsing (imports)
+        return "+86" + mobile.group(1)
     if text.startswith("00"):
         text = "+" + text[2:]
     try:
@@ -89,6 +101,8 @@ def looks_like_phone(text: str) -> bool:
 
 def display_phone(e164: str) -> str:
     """``+8613800138000`` → ``138 0013 8000``; other countries in international format."""
+    if len(e164) == 14 and e164.startswith("+861"):  # a Chinese mobile number: no need to parse it
+        return f"{e164[3:6]} {e164[6:10]} {e164[10:]}"
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:

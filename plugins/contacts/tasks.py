@@ -81,7 +81,8 @@ def create_job(platform: Platform, db: Session, user: CurrentUser, filename: str
 
 def visible_job(db: Session, user: CurrentUser, job_id: Any) -> ImportJob:
     """The job if ``user`` started it (or holds ``contacts.write_all``); :class:`NotFound` otherwise."""
-    job = db.get(ImportJob, int(job_id)) if str(job_id).isdigit() else None
+    job_id = service.id_of(job_id)
+    job = db.get(ImportJob, job_id) if job_id is not None else None
     if job is None or (job.user_id != user.id and not user.can(security.WRITE_ALL)):
         raise service.NotFound(_("There is no such import."))
     return job
@@ -108,7 +109,7 @@ def start(platform: Platform, user: CurrentUser, job_id: int, dry_run: bool) -> 
             raise service.ContactError(_("This import is already running."))
         job.status, job.dry_run, job.message = "queued", dry_run, ""
         job.processed = job.created = job.updated = job.unchanged = job.rejected = 0
-        job.errors = []
+        job.errors, job.matches = [], []
         job.started_at = job.finished_at = None
     try:
         jobs.enqueue(TASK, job_id=job_id, acting_user_id=user.id)
@@ -174,7 +175,10 @@ def _finish(platform: Platform, job_id: int, status: str, report: importer.Repor
     if report is not None:
         values.update(processed=report.processed, created=report.created, updated=report.updated,
                       unchanged=report.unchanged, rejected=report.rejected,
-                      errors=[p.as_dict() for p in report.problems[:MAX_STORED_ERRORS]])
+                      errors=[p.as_dict() for p in report.problems[:MAX_STORED_ERRORS]],
+                      matches=[{"line": line, "contact_id": contact_id, "action": action}
+                               for line, action, contact_id in report.outcomes
+                               if action in ("updated", "unchanged")][:MAX_STORED_ERRORS])
     with platform.session() as db:
         db.execute(update(ImportJob).where(ImportJob.id == job_id).values(**values))
 
@@ -185,6 +189,7 @@ def job_dict(job: ImportJob) -> dict[str, Any]:
         "headers": job.headers, "mapping": job.mapping, "total": job.total, "processed": job.processed,
         "created": job.created, "updated": job.updated, "unchanged": job.unchanged, "rejected": job.rejected, "message": job.message,
         "errors": job.errors[:100], "error_count": len(job.errors),
+        "matches": job.matches[:100], "match_count": len(job.matches),
         "created_at": job.created_at.isoformat(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }

@@ -28,11 +28,15 @@ from .endpoints import form_dict, page
 from .models import ACTIVITY_KINDS, STAGES, CustomField
 
 POINT_INPUTS = ("phones", "emails", "wechat_ids")
+#: The list page counts matches up to this many ("1000+" beyond), and pages up to this number.
+LIST_COUNT_UP_TO = 1000
+MAX_PAGE_NUMBER = 100_000
 
 
 def _common(request: Request, db: Session) -> dict[str, Any]:
     """What every contacts template uses."""
     return {"stages": STAGES, "stage_label": display.stage_label, "perm": security,
+            "stage_labels": {stage: display.stage_label(stage) for stage in STAGES},
             "custom_fields": service.custom_fields(db)}
 
 
@@ -54,14 +58,19 @@ def contact_list(request: Request, form: FormData) -> Response:
     except service.Invalid as exc:
         errors = exc.fields
         query = listing.ListQuery(q=params.get("q", ""))
-    number = max(1, int(params.get("page", "1")) if params.get("page", "1").isdigit() else 1)
+    number = min(max(1, int(params.get("page", "1")) if params.get("page", "1").isdigit() else 1), MAX_PAGE_NUMBER)
     query.offset, query.cursor = (number - 1) * query.limit, ""
-    with platform.sessions() as db:
-        result = listing.page(platform, db, user, query)
+    with platform.reading() as db:
+        common = _common(request, db)
+        result = listing.page(platform, db, user, query, fields=common["custom_fields"], count_up_to=LIST_COUNT_UP_TO,
+                              summary=True)
         context = {
-            **_common(request, db),
-            "contacts": display.views_of(platform, db, user, result.items),
-            "total": result.total, "page": number, "pages": max(1, math.ceil(result.total / query.limit)),
+            **common,
+            "contacts": result.items,
+            "total": result.total, "total_capped": result.total_capped, "page": number,
+            "total_shown": f"{LIST_COUNT_UP_TO}+" if result.total_capped else str(result.total),
+            "pages": None if result.total_capped else max(1, math.ceil(result.total / query.limit)),
+            "has_next": bool(result.next_cursor),
             "query": query, "errors": errors, "params": params,
             "query_string": _query_string(params, drop=("page",)),
             "users": display.assignable_users(db) if user.can(security.READ_ALL) else [],
@@ -144,11 +153,11 @@ def _values_of(view: display.ContactView) -> dict[str, Any]:
 def new_contact(request: Request, form: FormData) -> Response:
     platform, user = platform_of(request), current_user(request)
     if request.method == "GET":
-        with platform.sessions() as db:
+        with platform.reading() as db:
             values = {"kind": request.query_params.get("kind", "person"), "stage": "lead", "owner_id": user.id,
                       "company": request.query_params.get("company", "")}
             return _form_page(request, db, values=values)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         fields = service.custom_fields(db)
     data = _form_input(form, fields, masked=False)
     try:
@@ -156,11 +165,11 @@ def new_contact(request: Request, form: FormData) -> Response:
             contact = service.create_contact(platform, db, user, service.parse_input(data, fields, creating=True))
             contact_id = contact.id
     except (service.Invalid, service.Forbidden) as exc:
-        with platform.sessions() as db:
+        with platform.reading() as db:
             return _form_page(request, db, values=data, errors=exc.fields or {"form": exc.message},
                               status=422)
     except service.DuplicatesFound as exc:
-        with platform.sessions() as db:
+        with platform.reading() as db:
             return _form_page(request, db, values=data, duplicates=exc.extra["duplicates"], status=409)
     return redirect(f"/contacts/{contact_id}")
 
@@ -168,7 +177,7 @@ def new_contact(request: Request, form: FormData) -> Response:
 @page(security.WRITE)
 def edit_contact(request: Request, form: FormData) -> Response:
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         contact = service.get_changeable(platform, db, user, request.path_params["id"])
         view = display.ContactView.of(platform, db, user, contact)
         fields = service.custom_fields(db)
@@ -180,11 +189,11 @@ def edit_contact(request: Request, form: FormData) -> Response:
             contact = service.get_changeable(platform, db, user, view.id)
             service.update_contact(platform, db, user, contact, service.parse_input(data, fields, creating=False))
     except (service.Invalid, service.Forbidden) as exc:
-        with platform.sessions() as db:
+        with platform.reading() as db:
             return _form_page(request, db, values=data, contact=view,
                               errors=exc.fields or {"form": exc.message}, status=422)
     except service.DuplicatesFound as exc:
-        with platform.sessions() as db:
+        with platform.reading() as db:
             return _form_page(request, db, values=data, contact=view, duplicates=exc.extra["duplicates"],
                               status=409)
     except service.EditConflict as exc:
@@ -194,7 +203,7 @@ def edit_contact(request: Request, form: FormData) -> Response:
         values = {**data, "version": exc.extra.get("current_version", data.get("version"))}
         changes = [{**change, "fields": [display.field_label(f) for f in change["fields"]]}
                    for change in exc.extra.get("changes", [])]
-        with platform.sessions() as db:
+        with platform.reading() as db:
             return _form_page(request, db, values=values, contact=view, status=409, conflict={
                 "message": exc.message, "changes": changes, "current": exc.extra.get("current")})
     return redirect(f"/contacts/{view.id}")
@@ -206,7 +215,7 @@ def edit_contact(request: Request, form: FormData) -> Response:
 @page(security.READ)
 def contact_detail(request: Request, form: FormData) -> Response:
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         contact = service.get_visible(platform, db, user, request.path_params["id"])
         view = display.ContactView.of(platform, db, user, contact)
         people = []
@@ -234,7 +243,7 @@ def add_activity(request: Request, form: FormData) -> Response:
     except service.Invalid as exc:
         error = next(iter(exc.fields.values()), exc.message)
     if request.headers.get("hx-request"):
-        with platform.sessions() as db:
+        with platform.reading() as db:
             contact = service.get_visible(platform, db, user, request.path_params["id"])
             view = display.ContactView.of(platform, db, user, contact)
             html = render_fragment(request, "contacts/_timeline.html", {
@@ -309,7 +318,7 @@ def merge_page(request: Request, form: FormData) -> Response:
             return redirect(f"/contacts/{ids[0]}?{urlencode({'message': _('Contacts merged.')})}")
         except service.ContactError as exc:
             errors = exc.fields or {"form": exc.message}
-    with platform.sessions() as db:
+    with platform.reading() as db:
         pair = []
         for index, contact_id in enumerate(ids):
             if contact_id:
@@ -373,7 +382,7 @@ def import_page(request: Request, form: FormData) -> Response:
                 return redirect(f"/contacts/import/{job_id}")
             except service.Invalid as exc:
                 error = exc.fields.get("file", exc.message)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         return render(request, "contacts/import.html", {"jobs": tasks.recent_jobs(db, user), "error": error},
                       status_code=422 if error else 200)
 
@@ -396,7 +405,7 @@ def _job_context(request: Request, db: Session, job_id: Any, *, samples: bool) -
 @page(security.IMPORT)
 def import_job(request: Request, form: FormData) -> Response:
     platform = platform_of(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         return render(request, "contacts/import_job.html",
                       _job_context(request, db, request.path_params["id"], samples=True))
 
@@ -404,7 +413,7 @@ def import_job(request: Request, form: FormData) -> Response:
 @page(security.IMPORT)
 def import_progress(request: Request, form: FormData) -> Response:
     platform = platform_of(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         return render(request, "contacts/_import_progress.html",
                       _job_context(request, db, request.path_params["id"], samples=False))
 
@@ -420,7 +429,7 @@ def import_start(request: Request, form: FormData) -> Response:
             tasks.set_mapping(db, job, mapping)
         tasks.start(platform, user, int(job_id), dry_run=form.get("mode") != "import")
     except service.ContactError as exc:
-        with platform.sessions() as db:
+        with platform.reading() as db:
             context = _job_context(request, db, job_id, samples=True)
             context["errors"] = exc.fields or {"mapping": exc.message}
             return render(request, "contacts/import_job.html", context, status_code=exc.status)
@@ -430,7 +439,7 @@ def import_start(request: Request, form: FormData) -> Response:
 @page(security.IMPORT)
 def import_errors(request: Request, form: FormData) -> Response:
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         job = tasks.visible_job(db, user, request.path_params["id"])
         content = tasks.error_report(platform, job)
     return Response(content.encode("utf-8"), media_type="text/csv; charset=utf-8",
@@ -461,7 +470,7 @@ def fields_page(request: Request, form: FormData) -> Response:
             data[flag] = flag in form  # an unticked checkbox sends nothing
         try:
             with platform.session() as db:
-                definition = db.get(CustomField, int(field_id)) if field_id else None
+                definition = db.get(CustomField, service.id_of(field_id) or 0) if field_id else None
                 if field_id and definition is None:
                     raise service.NotFound(_("There is no such field."))
                 service.save_custom_field(db, user, definition, data)
@@ -470,7 +479,7 @@ def fields_page(request: Request, form: FormData) -> Response:
             errors = exc.fields
             if field_id:
                 errors = {f"{field_id}.{k}": v for k, v in errors.items()}
-    with platform.sessions() as db:
+    with platform.reading() as db:
         return render(request, "contacts/fields.html", {
             "fields": service.custom_fields(db, active_only=False), "kinds": service.CUSTOM_KINDS,
             "errors": errors, "values": values}, status_code=422 if errors else 200)

@@ -35,3 +35,6 @@ def kehu_models() -> list[type]:
 def kehu_on_event(event: Any, session: Session) -> None:
     if event.name in ("contact.created", "contact.updated"):
         session.add(HandledEvent(event_id=event.id, name=event.name, contact_id=event.payload["contact_id"]))
+    elif event.name == "contact.imported":
+        for contact_id in [*event.payload["created"], *event.payload["updated"]]:
+            session.add(HandledEvent(event_id=event.id, name=event.name, contact_id=contact_id))
