@@ -221,12 +221,22 @@ class RequestContextMiddleware:
         await self.app(scope, receive, send)
 
     def _user_from_cookie(self, cookie: str) -> auth.CurrentUser | None:
-        with self.platform.session() as db:
-            return auth.user_from_session(db, cookie)
+        return self._look_up(auth.user_from_session, cookie)
 
     def _user_from_token(self, raw: str) -> auth.CurrentUser | None:
+        return self._look_up(auth.user_from_token, raw)
+
+    def _look_up(self, find: Callable[[Any, str], auth.CurrentUser | None], secret: str) -> auth.CurrentUser | None:
+        # Every request looks its user up; only a few must write (a session's last-seen time,
+        # every few minutes; an expired session's removal). Reading first keeps the others off
+        # SQLite's single write lock, so requests do not queue behind each other there.
+        with self.platform.reading() as db:
+            user = find(db, secret)
+            must_write = bool(db.dirty or db.deleted)
+        if not must_write:
+            return user
         with self.platform.session() as db:
-            return auth.user_from_token(db, raw)
+            return find(db, secret)
 
     async def _check_csrf(self, request: Request, receive: Receive, user: auth.CurrentUser) -> tuple[Receive, str]:
         origin = request.headers.get("origin") or request.headers.get("referer")
