@@ -173,7 +173,7 @@ def account(request: Request, form: FormData) -> Response:
 def _account_page(request: Request, status: int = 200, new_token: str = "", errors: dict[str, str] | None = None,
                   message: str = "") -> Response:
     me = _me(request)
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         user = db.get(User, me.id)
         assert user is not None
         tokens = list(db.scalars(select(ApiToken).where(ApiToken.user_id == me.id).order_by(ApiToken.id.desc())))
@@ -194,7 +194,7 @@ def account_password(request: Request, form: FormData) -> Response:
     current, new, again = (str(form.get(n, "")) for n in ("current_password", "new_password", "new_password_again"))
     errors: dict[str, str] = {}
     platform = platform_of(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         stored = db.scalar(select(User.password_hash).where(User.id == me.id)) or ""
     ok, _ignored = auth.check_password(stored, current[:1024])
     if not ok:
@@ -272,7 +272,7 @@ def account_totp_confirm(request: Request, form: FormData) -> Response:
 def account_totp_disable(request: Request, form: FormData) -> Response:
     me = _me(request)
     platform = platform_of(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         stored = db.scalar(select(User.password_hash).where(User.id == me.id)) or ""
     ok, _ignored = auth.check_password(stored, str(form.get("password", ""))[:1024])
     if not ok:
@@ -392,7 +392,7 @@ def user_new(request: Request, form: FormData) -> Response:
                     return _user_page(request, new_id, generated_password=generated, status=201,
                                       message=_("User created. Give them this password; it is shown only once."))
                 return _back(f"/admin/users/{new_id}", message=_("User created."))
-    with platform.sessions() as db:
+    with platform.reading() as db:
         roles = _roles_for_form(db, me)
     return render(request, "admin/user_new.html", {"values": values, "errors": errors, "roles": roles,
                                                    "min_length": auth.PASSWORD_MIN},
@@ -407,7 +407,7 @@ def user_page(request: Request, form: FormData) -> Response:
 def _user_page(request: Request, user_id: int, status: int = 200, generated_password: str = "",
                errors: dict[str, str] | None = None, message: str = "") -> Response:
     me = _me(request)
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         user = db.get(User, user_id)
         if user is None:
             raise _not_found()
@@ -518,7 +518,7 @@ def user_password(request: Request, form: FormData) -> Response:
     user_id = request.path_params["user_id"]
     password = str(form.get("password", ""))
     generated = ""
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         user = db.get(User, user_id)
         if user is None:
             raise _not_found()
@@ -577,7 +577,7 @@ def user_totp_reset(request: Request, form: FormData) -> Response:
 @page(ADMIN_USERS)
 def tokens_page(request: Request, form: FormData) -> Response:
     state = request.query_params.get("state", "active")
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         query = select(ApiToken, User.login).join(User, User.id == ApiToken.user_id).order_by(ApiToken.id.desc())
         if state == "active":
             query = query.where(ApiToken.revoked_at.is_(None))
@@ -621,7 +621,7 @@ def roles_page(request: Request, form: FormData) -> Response:
 def _roles_page(request: Request, status: int = 200, errors: dict[str, str] | None = None,
                 values: dict[str, str] | None = None) -> Response:
     me = _me(request)
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         roles = list(db.scalars(select(Role).order_by(Role.name)))
         counts = _role_users(db)
         columns = [{"role": r, "label": role_label(r), "permissions": _role_permissions(r),
@@ -704,7 +704,7 @@ def role_new(request: Request, form: FormData) -> Response:
 @page(ADMIN_USERS)
 def role_page(request: Request, form: FormData) -> Response:
     me = _me(request)
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         role = db.get(Role, request.path_params["role_id"])
         if role is None:
             raise _not_found()
@@ -787,7 +787,7 @@ def audit_page(request: Request, form: FormData) -> Response:
                                 until=_date(values["until"], end=True), text=values["q"])
     before = params.get("before", "")
     after = params.get("after", "")
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         entries, older, newer = audit.search(db, filters, before=int(before) if before.isdigit() else None,
                                              after=int(after) if after.isdigit() else None, limit=PAGE_SIZE)
         known_actions = audit.actions(db)

@@ -38,7 +38,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import pyotp
@@ -56,6 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
 SESSION_COOKIE = "kehu_session"
 SESSION_IDLE_LIMIT = timedelta(hours=12)
 SESSION_ABSOLUTE_LIMIT = timedelta(days=7)
+SESSION_TOUCH_EVERY = timedelta(minutes=5)  # how stale a session's last-seen time may get
+TOKEN_TOUCH_EVERY = timedelta(minutes=1)  # how stale a token's last-used time may get
 SECOND_FACTOR_WINDOW = timedelta(minutes=5)  # between the password and the TOTP code
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 
@@ -495,20 +497,63 @@ def end_all_sessions(db: Session, user_id: int, keep_hash: str = "") -> int:
     return db.execute(query).rowcount or 0  # type: ignore[attr-defined]
 
 
-def user_from_session(db: Session, cookie_value: str, allow_pending: bool = False) -> CurrentUser | None:
-    row = db.get(AuthSession, _digest(cookie_value))
+@dataclass(frozen=True)
+class Found:
+    """What a look-up found (``user`` is None when nothing valid was found) and whether the
+    caller must write afterwards: a session or token to touch, an expired session to remove."""
+
+    user: CurrentUser | None
+    must_write: bool = False
+
+
+_USER_COLUMNS = (User.id, User.login, User.name, User.team, User.language)
+
+
+def permissions_of(db: Session, user_ids: list[int]) -> dict[int, frozenset[str]]:
+    """Each user's permissions (the union of their roles'), in one query."""
+    from kehu.models import RolePermission, UserRole
+
+    found: dict[int, set[str]] = {user_id: set() for user_id in user_ids}
+    if user_ids:
+        rows = db.execute(select(UserRole.user_id, RolePermission.permission)
+                          .join(RolePermission, RolePermission.role_id == UserRole.role_id)
+                          .where(UserRole.user_id.in_(user_ids)))
+        for user_id, permission in rows:
+            found[user_id].add(permission)
+    return {user_id: frozenset(permissions) for user_id, permissions in found.items()}
+
+
+def _current_user(db: Session, row: Any, **extra: Any) -> CurrentUser:
+    return CurrentUser(id=row.id, login=row.login, name=row.name or row.login, team=row.team,
+                       language=row.language, permissions=permissions_of(db, [row.id])[row.id], **extra)
+
+
+def find_session(db: Session, cookie_value: str, allow_pending: bool = False) -> Found:
+    """The session's user, read only (this runs on every request: two indexed queries)."""
+    row = db.execute(select(AuthSession.id_hash, AuthSession.csrf_token, AuthSession.created_at,
+                            AuthSession.last_seen_at, AuthSession.second_factor_pending, *_USER_COLUMNS)
+                     .join(User, User.id == AuthSession.user_id)
+                     .where(AuthSession.id_hash == _digest(cookie_value), User.active.is_(True))).first()
     if row is None or (row.second_factor_pending and not allow_pending):
-        return None
+        return Found(None)
     now = utcnow()
     if now - row.last_seen_at > SESSION_IDLE_LIMIT or now - row.created_at > SESSION_ABSOLUTE_LIMIT:
-        db.delete(row)
-        return None
-    user = db.get(User, row.user_id)
-    if user is None or not user.active:
-        return None
-    if now - row.last_seen_at > timedelta(minutes=5):  # keep writes rare on the hot path
-        row.last_seen_at = now
-    return current_user_of(user, row)
+        return Found(None, must_write=True)
+    user = _current_user(db, row, session_id_hash=row.id_hash, csrf_token=row.csrf_token)
+    return Found(user, must_write=now - row.last_seen_at > SESSION_TOUCH_EVERY)
+
+
+def user_from_session(db: Session, cookie_value: str, allow_pending: bool = False) -> CurrentUser | None:
+    """The session's user; removes an expired session and records when it was last seen
+    (every few minutes, to keep writes rare on the hot path). ``db`` must be able to write."""
+    found = find_session(db, cookie_value, allow_pending)
+    if found.must_write:
+        digest = _digest(cookie_value)
+        if found.user is None:
+            db.execute(delete(AuthSession).where(AuthSession.id_hash == digest))
+        else:
+            db.execute(update(AuthSession).where(AuthSession.id_hash == digest).values(last_seen_at=utcnow()))
+    return found.user
 
 
 # --- API tokens -----------------------------------------------------------------------
@@ -531,19 +576,25 @@ def revoke_token(db: Session, token: ApiToken) -> bool:
     return True
 
 
-def user_from_token(db: Session, raw: str) -> CurrentUser | None:
+def find_token(db: Session, raw: str) -> Found:
+    """The token's user, read only."""
     if not raw.startswith(TOKEN_PREFIX):
-        return None
-    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(raw), ApiToken.revoked_at.is_(None)))
-    if token is None:
-        return None
-    user = db.get(User, token.user_id)
-    if user is None or not user.active:
-        return None
-    now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        token.last_used_at = now
-    return current_user_of(user, via_token=True)
+        return Found(None)
+    row = db.execute(select(ApiToken.last_used_at, *_USER_COLUMNS).join(User, User.id == ApiToken.user_id)
+                     .where(ApiToken.token_hash == _digest(raw), ApiToken.revoked_at.is_(None),
+                            User.active.is_(True))).first()
+    if row is None:
+        return Found(None)
+    touch = row.last_used_at is None or utcnow() - row.last_used_at > TOKEN_TOUCH_EVERY
+    return Found(_current_user(db, row, via_token=True), must_write=touch)
+
+
+def user_from_token(db: Session, raw: str) -> CurrentUser | None:
+    """The token's user; records when it was last used (to the minute). ``db`` must be able to write."""
+    found = find_token(db, raw)
+    if found.must_write:
+        db.execute(update(ApiToken).where(ApiToken.token_hash == _digest(raw)).values(last_used_at=utcnow()))
+    return found.user
 
 
 def login_url(next_path: str) -> str:

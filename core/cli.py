@@ -6,6 +6,7 @@ add their own commands through the ``kehu_cli_commands`` hook.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,16 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", type=click.IntRange(1, 512), envvar="KEHU_WEB_THREADS", default=8, show_default=True,
+              help="Threads per web process for blocking work (env KEHU_WEB_THREADS).")
 @click.option("--no-worker", is_flag=True, help="Do not start the embedded job worker.")
-def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
+def serve(host: str, port: int, workers: int, threads: int, no_worker: bool) -> None:
     """Serve the web application with uvicorn."""
     import uvicorn
 
     from kehu import jobs
 
+    os.environ["KEHU_WEB_THREADS"] = str(threads)  # the web processes read it in create_app
     settings = Settings.from_env()
     settings.ensure_home()
     _check_keys(Platform.boot(settings))

@@ -19,6 +19,7 @@ class Settings:
     broker_url: str
     master_key_file: Path
     embedded_worker: bool
+    web_threads: int = 8  # threads per web process for blocking work (database, templates)
     extra_plugins: tuple[str, ...] = ()
     languages: tuple[str, ...] = ("zh", "en")
     default_language: str = "zh"
@@ -36,6 +37,7 @@ class Settings:
             broker_url=broker_url,
             master_key_file=Path(env.get("KEHU_MASTER_KEY_FILE") or home / "master.key"),
             embedded_worker=env.get("KEHU_EMBEDDED_WORKER", "1") not in ("0", "false", "no"),
+            web_threads=_whole_number(env, "KEHU_WEB_THREADS", 8),
             extra_plugins=tuple(p for p in env.get("KEHU_EXTRA_PLUGINS", "").split(",") if p.strip()),
             extra={k: v for k, v in env.items() if k.startswith("KEHU_")},
         )
@@ -56,3 +58,12 @@ class Settings:
         self.home.mkdir(parents=True, exist_ok=True)
         for sub in ("attachments", "logs"):
             (self.home / sub).mkdir(exist_ok=True)
+
+
+def _whole_number(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return int(raw)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from kehu import CORE_API_VERSION, hookspecs
@@ -188,16 +188,18 @@ class Platform:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A read-only session that never waits for another writer (on SQLite, a deferred
-        ``BEGIN`` instead of ``BEGIN IMMEDIATE``); it is rolled back at the end.
+        """A read-only session that never waits for a writer; it is rolled back at the end.
 
-        Use it for reads that may run while the same request holds a write transaction in
-        another session, such as a panel a plugin renders into another plugin's page.
+        Use it for everything that only reads: pages, API reads, panels a plugin renders into
+        another plugin's page. On SQLite it begins with a deferred ``BEGIN`` and so runs beside
+        the single writer (WAL), where :meth:`session` queues for the write lock. Changing an
+        object in it and flushing raises :class:`ReadOnlySession`: write through :meth:`session`.
         """
         with self.engine.connect() as connection:
             connection.info["write"] = False
             try:
                 with Session(bind=connection) as session:
+                    event.listen(session, "before_flush", _refuse_writes)
                     yield session
             finally:
                 connection.rollback()
@@ -222,6 +224,17 @@ class Platform:
             else:
                 states[name] = "disabled" if name in recorded else "available"
         return states
+
+
+class ReadOnlySession(RuntimeError):
+    """Something tried to write through :meth:`Platform.reading`."""
+
+
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        changed = next(iter([*session.new, *session.dirty, *session.deleted]))
+        raise ReadOnlySession(f"platform.reading() is read-only, but {type(changed).__name__} was changed in it: "
+                              "write through platform.session()")
 
 
 _current: Platform | None = None

@@ -221,22 +221,22 @@ class RequestContextMiddleware:
         await self.app(scope, receive, send)
 
     def _user_from_cookie(self, cookie: str) -> auth.CurrentUser | None:
-        return self._look_up(auth.user_from_session, cookie)
+        return self._look_up(auth.find_session, auth.user_from_session, cookie)
 
     def _user_from_token(self, raw: str) -> auth.CurrentUser | None:
-        return self._look_up(auth.user_from_token, raw)
+        return self._look_up(auth.find_token, auth.user_from_token, raw)
 
-    def _look_up(self, find: Callable[[Any, str], auth.CurrentUser | None], secret: str) -> auth.CurrentUser | None:
+    def _look_up(self, find: Callable[[Any, str], auth.Found],
+                 find_and_write: Callable[[Any, str], auth.CurrentUser | None], secret: str) -> auth.CurrentUser | None:
         # Every request looks its user up; only a few must write (a session's last-seen time,
         # every few minutes; an expired session's removal). Reading first keeps the others off
         # SQLite's single write lock, so requests do not queue behind each other there.
         with self.platform.reading() as db:
-            user = find(db, secret)
-            must_write = bool(db.dirty or db.deleted)
-        if not must_write:
-            return user
+            found = find(db, secret)
+        if not found.must_write:
+            return found.user
         with self.platform.session() as db:
-            return find(db, secret)
+            return find_and_write(db, secret)
 
     async def _check_csrf(self, request: Request, receive: Receive, user: auth.CurrentUser) -> tuple[Receive, str]:
         origin = request.headers.get("origin") or request.headers.get("referer")
@@ -398,7 +398,7 @@ def build_starlette(platform: Platform) -> Starlette:
 
 
 def modules_generation(platform: Platform) -> str:
-    with platform.sessions() as db:
+    with platform.reading() as db:
         try:
             row = db.execute(select(func.count(), func.max(ModuleState.changed_at))).one()
         except Exception:  # noqa: BLE001  (not migrated yet)
@@ -428,6 +428,10 @@ class KehuApp:
         self._checked = time.monotonic()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            # Requests are mostly CPU work under one GIL: a few threads serve more than anyio's
+            # default 40, which only adds switching and lock convoys (see docs/performance.md).
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.web_threads
         if scope["type"] == "http" and time.monotonic() - self._checked > self.CHECK_EVERY:
             self._checked = time.monotonic()
             if await anyio.to_thread.run_sync(modules_generation, self.platform) != self.generation:

@@ -64,7 +64,7 @@ def list_tickets(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """
     platform, user = platform_of(request), current_user(request)
     query = service.list_query_from(request.query_params)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         items, total = service.page(platform, db, user, query)
         return {"items": display.tickets_dicts(platform, db, user, items), "total": total,
                 "limit": query.limit, "offset": query.offset}
@@ -121,7 +121,7 @@ def get_ticket(request: Request, body: dict[str, Any]) -> dict[str, Any]:
       "404": {description: Not found}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         ticket = service.get_visible(platform, db, user, request.path_params["id"])
         result = _view(request, db, ticket)
         result["comments"] = display.conversation(db, ticket)
@@ -181,7 +181,7 @@ def list_transitions(request: Request, body: dict[str, Any]) -> dict[str, Any]:
       "200": {description: "{status, allowed: [{key, label}]}"}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         ticket = service.get_visible(platform, db, user, request.path_params["id"])
         return {"status": ticket.status, "allowed": [{"key": s.key, "label": service.status_label(s)}
                                                      for s in service.allowed_targets(db, ticket.status)]}
@@ -233,7 +233,7 @@ def list_comments(request: Request, body: dict[str, Any]) -> dict[str, Any]:
       "200": {description: "{items: [{id, body, public, author_kind, author_name, created_at, attachments}]}"}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         ticket = service.get_visible(platform, db, user, request.path_params["id"])
         return {"items": display.conversation(db, ticket)}
 
@@ -351,7 +351,7 @@ def download_attachment(request: Request, body: dict[str, Any]) -> Response:
       "404": {description: Not found, or a ticket you may not see}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         return attachment_response(platform, visible_attachment(platform, db, user, request.path_params["id"]))
 
 
@@ -516,7 +516,7 @@ def ticket_history(request: Request, body: dict[str, Any]) -> dict[str, Any]:
       "200": {description: "{items: [{at, action, actor_id, actor_name, detail, text}]}"}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         ticket = service.get_visible(platform, db, user, request.path_params["id"])
         return {"items": display.history(db, ticket)}
 
@@ -532,7 +532,7 @@ def portal_link(request: Request, body: dict[str, Any]) -> dict[str, Any]:
       "200": {description: "{url}"}
     """
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         ticket = service.get_visible(platform, db, user, request.path_params["id"])
         return {"url": links.status_url(platform, ticket)}
 
@@ -549,7 +549,7 @@ def list_categories(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     responses:
       "200": {description: "{items: [{key, label, active}]}"}
     """
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         return {"items": [{"key": c.key, "label": c.label, "active": c.active}
                           for c in service.categories(db, active_only=False)]}
 
@@ -563,7 +563,7 @@ def get_workflow(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     responses:
       "200": {description: "{statuses: [{key, label, position, initial, pauses_sla, resolved, closed, active}], transitions: [{from, to, label}]}"}
     """
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         return service.workflow_dict(db)
 
 
@@ -594,7 +594,7 @@ def list_policies(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     responses:
       "200": {description: "{items: [{id, priority, category, response_minutes, resolution_minutes}]}"}
     """
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         return {"items": [service.policy_dict(p) for p in service.policies(db)]}
 
 
@@ -637,7 +637,7 @@ def list_calendar(request: Request, body: dict[str, Any]) -> dict[str, Any]:
 
     platform = platform_of(request)
     year = request.query_params.get("year", "")
-    with platform.sessions() as db:
+    with platform.reading() as db:
         query = select(CalendarDay).order_by(CalendarDay.day)
         rows = [r for r in db.scalars(query) if not year.isdigit() or r.day.year == int(year)]
         return {"business_hours": service.setting(platform, "business_hours"),
@@ -693,7 +693,7 @@ def list_teams(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     responses:
       "200": {description: "{items: [{name, lead_id, members: [{id, name, away}]}]}"}
     """
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         return {"items": service.teams(db)}
 
 
@@ -732,7 +732,7 @@ def get_me(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     responses:
       "200": {description: "{user_id, away, email}"}
     """
-    with platform_of(request).sessions() as db:
+    with platform_of(request).reading() as db:
         return _agent_dict(db, current_user(request).id)
 
 

@@ -41,12 +41,12 @@ def clock_label(state: str) -> str:
 
 def ticket_dict(platform: Platform, db: Session, user: CurrentUser, ticket: Ticket, now: datetime | None = None,
                 calendar: sla.BusinessCalendar | None = None, names: dict[str, dict[int, str]] | None = None,
-                statuses: dict[str, Any] | None = None) -> dict[str, Any]:
+                statuses: dict[str, Any] | None = None, pauses: list[Any] | None = None) -> dict[str, Any]:
     now = now or utcnow()
     statuses = statuses if statuses is not None else service.statuses(db)
     names = names or {"users": service.user_names(db, [ticket.assignee_id]),
                       "contacts": service.contact_names(platform, db, [ticket.contact_id])}
-    clocks = service.clocks(platform, db, ticket, now, calendar)
+    clocks = service.clocks(platform, db, ticket, now, calendar, pauses)
     status = statuses.get(ticket.status)
     return {
         "id": ticket.id, "number": ticket.number, "contact_id": ticket.contact_id,
@@ -72,7 +72,8 @@ def tickets_dicts(platform: Platform, db: Session, user: CurrentUser, tickets: l
     statuses = service.statuses(db)
     names = {"users": service.user_names(db, [t.assignee_id for t in tickets]),
              "contacts": service.contact_names(platform, db, [t.contact_id for t in tickets])}
-    return [ticket_dict(platform, db, user, t, now, calendar, names, statuses) for t in tickets]
+    pauses = service.pauses_by_ticket(db, [t.id for t in tickets])
+    return [ticket_dict(platform, db, user, t, now, calendar, names, statuses, pauses[t.id]) for t in tickets]
 
 
 def comment_dict(comment: Comment, authors: dict[int, str], attachments: list[Attachment]) -> dict[str, Any]:

@@ -214,7 +214,7 @@ def send(platform: Platform, notification_id: int) -> str:
                              .values(status="sending", attempts=Notification.attempts + 1)).rowcount
     if not claimed:
         return "not pending"
-    with platform.sessions() as db:
+    with platform.reading() as db:
         row = db.get(Notification, notification_id)
         ticket = db.get(Ticket, row.ticket_id) if row else None
         if row is None or ticket is None:
@@ -251,7 +251,7 @@ def send_pending(platform: Platform, older_than: timedelta = timedelta(seconds=3
         db.execute(update(Notification).where(Notification.status == "sending",
                                               Notification.created_at < now - timedelta(minutes=10))
                    .values(status="failed", last_error="interrupted while sending"))
-    with platform.sessions() as db:
+    with platform.reading() as db:
         ids = list(db.scalars(select(Notification.id).where(Notification.status == "pending",
                                                              Notification.created_at < now - older_than)
                               .order_by(Notification.id).limit(200)))

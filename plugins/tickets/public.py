@@ -54,7 +54,7 @@ def _too_many(request: Request) -> Response:
 
 def _form(request: Request, values: dict[str, Any], errors: dict[str, str], status: int = 200) -> Response:
     platform = platform_of(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         context = {"values": values, "errors": errors, "categories": service.categories(db),
                    "form_token": links.form_token(platform, time.time()), "honeypot": HONEYPOT}
     return render(request, "tickets/public_form.html", context, status_code=status)
@@ -128,7 +128,7 @@ def _ticket_or_404(request: Request, db: Any) -> Any:
 
 def _status_page(request: Request, error: str = "", status: int = 200) -> Response:
     platform = platform_of(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         ticket = _ticket_or_404(request, db)
         state = db.get(TicketStatus, ticket.status)
         messages = display.conversation(db, ticket, public_only=True)
@@ -202,7 +202,7 @@ def _download(request: Request) -> Response:
     from .api import attachment_response
 
     platform = platform_of(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         ticket = _ticket_or_404(request, db)
         found = db.get(Attachment, request.path_params["id"])
         if found is None or found.ticket_id != ticket.id or not found.public:

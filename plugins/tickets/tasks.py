@@ -63,7 +63,7 @@ def run_sla_check(platform: Platform, now: datetime | None = None) -> list[tuple
     now = now or utcnow()
     warn = timedelta(minutes=service.int_setting(platform, "warn_before_minutes"))
     horizon = now + warn
-    with platform.sessions() as db:
+    with platform.reading() as db:
         candidates = db.execute(select(Ticket.id, Ticket.response_due_at, Ticket.resolution_due_at)
                                 .where(or_(Ticket.response_due_at <= horizon, Ticket.resolution_due_at <= horizon))
                                 .order_by(Ticket.id)).all()

@@ -51,7 +51,7 @@ def queue(request: Request, form: dict[str, Any]) -> Response:
         errors, query = exc.fields, service.ListQuery()
     number = int(params["page"]) if params.get("page", "").isdigit() and int(params["page"]) > 0 else 1
     query.offset = (number - 1) * query.limit
-    with platform.sessions() as db:
+    with platform.reading() as db:
         items, total = service.page(platform, db, user, query)
         agent = db.get(Agent, user.id)
         context = {
@@ -112,7 +112,7 @@ def new_ticket(request: Request, form: dict[str, Any]) -> Response:
             return _flash(f"/tickets/{ticket_id}", _("The ticket is open."))
         except service.TicketError as exc:
             errors, status = exc.fields or {"": exc.message}, exc.status
-    with platform.sessions() as db:
+    with platform.reading() as db:
         contact = None
         raw = str(values.get("contact_id") or "")
         if raw.isdigit() and service.may_see_contact(platform, db, user, int(raw)):
@@ -126,7 +126,7 @@ def new_ticket(request: Request, form: dict[str, Any]) -> Response:
 
 def _detail(request: Request, ticket_id: Any, error: str = "", status: int = 200) -> Response:
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         ticket = service.get_visible(platform, db, user, ticket_id)
         view = display.ticket_dict(platform, db, user, ticket)
         context = {
@@ -226,7 +226,7 @@ def rating(request: Request, form: dict[str, Any]) -> Response:
 @page(security.READ)
 def attachment(request: Request, form: dict[str, Any]) -> Response:
     platform, user = platform_of(request), current_user(request)
-    with platform.sessions() as db:
+    with platform.reading() as db:
         return api.attachment_response(platform, api.visible_attachment(platform, db, user, request.path_params["id"]))
 
 
@@ -242,7 +242,7 @@ def admin(request: Request, form: dict[str, Any]) -> Response:
 
     from .models import CalendarDay
 
-    with platform.sessions() as db:
+    with platform.reading() as db:
         days = [d for d in db.scalars(select(CalendarDay).order_by(CalendarDay.day)) if d.day.year == year]
         context = {**_common(db), "workflow": service.workflow_dict(db), "policies": service.policies(db),
                    "days": days, "year": year, "teams": service.teams(db),
