@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from kehu import auth, crypto, i18n
 from kehu.config import Settings
 from kehu.declarations import Panel
+from kehu.errors import DomainError
 from kehu.i18n import gettext as _
 from kehu.models import ModuleState
 from kehu.platform import Platform, plugin_hook_results
@@ -91,6 +92,27 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return JSONResponse(error_body(exc.status_code, message, code, fields), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
     return render(request, "error.html", {"status": exc.status_code, "message": message}, status_code=exc.status_code)
+
+
+async def domain_error(request: Request, exc: Exception) -> Response:
+    """A :class:`kehu.errors.DomainError` a plugin let through: the JSON error body with what
+    the error carries in ``extra``, or the error page."""
+    assert isinstance(exc, DomainError)
+    if wants_json(request):
+        body = error_body(exc.status, exc.message, exc.code, exc.fields)
+        body["error"].update(_jsonable(exc.extra))
+        return JSONResponse(body, status_code=exc.status)
+    return render(request, "error.html", {"status": exc.status, "message": exc.message}, status_code=exc.status)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -389,7 +411,7 @@ def build_starlette(platform: Platform) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestContextMiddleware, platform=platform)],
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        exception_handlers={HTTPException: http_error, DomainError: domain_error, Exception: server_error},
     )
     app.state.platform = platform
     i18n.load_catalogs([CORE_DIR] + [platform.modules[n].path for n in platform.active if n != "core"])  # type: ignore[misc]

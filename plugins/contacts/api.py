@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kehu.endpoints import Upload, api
 from kehu.i18n import gettext as _
 from kehu.web import current_user, platform_of
 
 from . import display, exporter, listing, privacy, security, service, tasks
-from .endpoints import Upload, api
 from .models import CustomField
 
 

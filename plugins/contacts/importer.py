@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from kehu import audit, events
 from kehu.auth import CurrentUser
+from kehu.errors import DomainError
 from kehu.i18n import gettext as _
 from kehu.models import User
 from kehu.platform import Platform
@@ -617,7 +618,7 @@ def _label(name: str) -> str:
 
 def _describe(error: BaseException | None) -> str:
     """Why writing a row failed, without repeating its (personal) data."""
-    if isinstance(error, service.ContactError):
+    if isinstance(error, DomainError):
         return error.message
     return _("It could not be saved (%(error)s).", error=type(error).__name__)
 

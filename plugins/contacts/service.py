@@ -3,7 +3,7 @@ data and the command line all call these functions, so every rule is enforced on
 
 Each function works in the caller's session (its transaction) and takes the acting user (a
 :class:`kehu.auth.CurrentUser`; ``None`` for trusted code acting as the system). Problems are
-raised as :class:`ContactError` subclasses carrying an HTTP status, so the API and the pages can
+raised as :class:`DomainError` subclasses carrying an HTTP status, so the API and the pages can
 answer them directly.
 
 Reading lists is in :mod:`.listing`; what a user sees of a contact (masking, the timeline) in
@@ -26,6 +26,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from kehu import audit, crypto, events, rbac
 from kehu.auth import CurrentUser
+from kehu.errors import CONTROL_CHARACTERS, Conflict, DomainError, Forbidden, Invalid, NotFound
 from kehu.db import utcnow
 from kehu.i18n import gettext as _
 from kehu.models import User
@@ -72,49 +73,20 @@ CUSTOM_KINDS = ("text", "number", "date", "choice", "multi_choice")
 # --- Errors ----------------------------------------------------------------------------------
 
 
-class ContactError(Exception):
-    """A request that cannot be carried out; ``status`` is the HTTP status to answer with.
-
-    ``fields`` holds a message per input field; ``extra`` what else the answer carries (the
-    ``duplicates`` found, the ``changes`` of an edit conflict).
-    """
-
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, fields: dict[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fields = fields or {}
-        self.extra = extra
-
-
-class NotFound(ContactError):
-    status, code = 404, "not_found"
-
-
-class Forbidden(ContactError):
-    status, code = 403, "forbidden"
-
-
-class Invalid(ContactError):
-    status, code = 422, "invalid"
-
-
-class DuplicatesFound(ContactError):
+class DuplicatesFound(Conflict):
     """The contact may exist already: ``extra["duplicates"]`` lists the candidates."""
 
-    status, code = 409, "duplicate"
+    code = "duplicate"
 
 
-class EditConflict(ContactError):
+class EditConflict(Conflict):
     """Someone saved the contact after the version the client edited (see :func:`conflict`)."""
 
-    status, code = 409, "edit_conflict"
+    code = "edit_conflict"
 
 
-class InUse(ContactError):
-    status, code = 409, "in_use"
+class InUse(Conflict):
+    code = "in_use"
 
 
 # --- Reading input -----------------------------------------------------------------------------
@@ -165,7 +137,6 @@ def text_of(value: Any) -> str:
 _LIST_SEPARATORS = re.compile(r"[,，;；、|\n]")
 #: Characters no text may hold (NUL and the other C0 controls but tab and line breaks):
 #: PostgreSQL refuses NUL in text, and none of them belongs in a contact.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: The largest id a row can have (PostgreSQL's integer): anything else is not an id.
 MAX_ID = 2**31 - 1
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from kehu import auth, i18n, jobs
 from kehu.auth import CurrentUser
 from kehu.db import utcnow
+from kehu.errors import DomainError
 from kehu.i18n import gettext as _
 from kehu.models import User
 from kehu.platform import Platform, current
@@ -106,7 +107,7 @@ def start(platform: Platform, user: CurrentUser, job_id: int, dry_run: bool) -> 
     with platform.session() as db:
         job = visible_job(db, user, job_id)
         if job.status in ("queued", "running"):
-            raise service.ContactError(_("This import is already running."))
+            raise DomainError(_("This import is already running."))
         job.status, job.dry_run, job.message = "queued", dry_run, ""
         job.processed = job.created = job.updated = job.unchanged = job.rejected = 0
         job.errors, job.matches = [], []

@@ -1,7 +1,7 @@
 """Staff pages, mounted at ``/contacts``.
 
 Each page is a plain function ``(request, form) -> Response`` wrapped by
-:func:`~kehu_plugins.contacts.endpoints.page`, which checks the permission and runs it in the
+:func:`kehu.endpoints.page`, which checks the permission and runs it in the
 thread pool. Changes go through :mod:`~kehu_plugins.contacts.service` inside their own
 transaction; a validation problem comes back as an exception, the transaction rolls back and
 the form is shown again with a message next to each field.
@@ -14,17 +14,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kehu.endpoints import Form, Upload, page
+from kehu.errors import DomainError
 from kehu.i18n import gettext as _
 from kehu.i18n import pick
 from kehu.web import current_user, platform_of, redirect, render, render_fragment
 
 from . import display, exporter, importer, listing, privacy, security, service, tasks
-from .endpoints import form_dict, page
 from .models import ACTIVITY_KINDS, STAGES, CustomField
 
 POINT_INPUTS = ("phones", "emails", "wechat_ids")
@@ -49,7 +49,7 @@ def _query_string(params: Any, drop: tuple[str, ...] = ()) -> str:
 
 
 @page(security.READ)
-def contact_list(request: Request, form: FormData) -> Response:
+def contact_list(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     params = request.query_params
     errors: dict[str, str] = {}
@@ -82,7 +82,7 @@ def contact_list(request: Request, form: FormData) -> Response:
 
 
 @page(security.EXPORT)
-def export_contacts(request: Request, form: FormData) -> Response:
+def export_contacts(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     query = listing.list_query_from(request.query_params, request.query_params.getlist)
     with platform.session() as db:
@@ -92,7 +92,7 @@ def export_contacts(request: Request, form: FormData) -> Response:
 
 
 @page(security.READ)
-def save_filter(request: Request, form: FormData) -> Response:
+def save_filter(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     query = str(form.get("query", ""))
     try:
@@ -104,7 +104,7 @@ def save_filter(request: Request, form: FormData) -> Response:
 
 
 @page(security.READ)
-def delete_filter(request: Request, form: FormData) -> Response:
+def delete_filter(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     with platform.session() as db:
         service.delete_filter(db, user, request.path_params["id"])
@@ -114,9 +114,15 @@ def delete_filter(request: Request, form: FormData) -> Response:
 # --- Create and edit ----------------------------------------------------------------------------
 
 
-def _form_input(form: FormData, fields: list[CustomField], *, masked: bool) -> dict[str, Any]:
+def _text_fields(form: Form, lists: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The form's text fields; those named in ``lists`` with every value they were sent."""
+    return {key: [v for v in form.getlist(key) if isinstance(v, str)] if key in lists else value
+            for key, value in form.items() if isinstance(value, str)}
+
+
+def _form_input(form: Form, fields: list[CustomField], *, masked: bool) -> dict[str, Any]:
     """The submitted contact form as :func:`service.parse_input` expects it."""
-    data = form_dict(form, lists=POINT_INPUTS)
+    data = _text_fields(form, lists=POINT_INPUTS)
     if masked:  # the form showed masked values read-only: they are not the user's to change
         for name in (*POINT_INPUTS, "street", "address_detail"):
             data.pop(name, None)
@@ -150,7 +156,7 @@ def _values_of(view: display.ContactView) -> dict[str, Any]:
 
 
 @page(security.WRITE)
-def new_contact(request: Request, form: FormData) -> Response:
+def new_contact(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     if request.method == "GET":
         with platform.reading() as db:
@@ -175,7 +181,7 @@ def new_contact(request: Request, form: FormData) -> Response:
 
 
 @page(security.WRITE)
-def edit_contact(request: Request, form: FormData) -> Response:
+def edit_contact(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     with platform.reading() as db:
         contact = service.get_changeable(platform, db, user, request.path_params["id"])
@@ -213,7 +219,7 @@ def edit_contact(request: Request, form: FormData) -> Response:
 
 
 @page(security.READ)
-def contact_detail(request: Request, form: FormData) -> Response:
+def contact_detail(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     with platform.reading() as db:
         contact = service.get_visible(platform, db, user, request.path_params["id"])
@@ -233,7 +239,7 @@ def contact_detail(request: Request, form: FormData) -> Response:
 
 
 @page(security.WRITE)
-def add_activity(request: Request, form: FormData) -> Response:
+def add_activity(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     error = ""
     try:
@@ -254,7 +260,7 @@ def add_activity(request: Request, form: FormData) -> Response:
 
 
 @page(security.WRITE)
-def record_consent(request: Request, form: FormData) -> Response:
+def record_consent(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     message = _("Consent recorded.")
     try:
@@ -268,7 +274,7 @@ def record_consent(request: Request, form: FormData) -> Response:
 
 
 @page(security.DELETE)
-def delete_contact(request: Request, form: FormData) -> Response:
+def delete_contact(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     with platform.session() as db:
         contact = service.get_changeable(platform, db, user, request.path_params["id"])
@@ -277,7 +283,7 @@ def delete_contact(request: Request, form: FormData) -> Response:
 
 
 @page(security.PRIVACY)
-def person_export(request: Request, form: FormData) -> Response:
+def person_export(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     with platform.session() as db:
         contact = service.get_visible(platform, db, user, request.path_params["id"])
@@ -287,7 +293,7 @@ def person_export(request: Request, form: FormData) -> Response:
 
 
 @page(security.PRIVACY)
-def erase_person(request: Request, form: FormData) -> Response:
+def erase_person(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     contact_id = request.path_params["id"]
     if str(form.get("confirm", "")).strip() != str(contact_id):
@@ -303,7 +309,7 @@ def erase_person(request: Request, form: FormData) -> Response:
 
 
 @page(security.MERGE)
-def merge_page(request: Request, form: FormData) -> Response:
+def merge_page(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     source = form if request.method == "POST" else request.query_params
     ids = [str(source.get("survivor_id", "")).strip(), str(source.get("merged_id", "")).strip()]
@@ -316,7 +322,7 @@ def merge_page(request: Request, form: FormData) -> Response:
                 merged = service.get_visible(platform, db, user, ids[1])
                 service.merge(platform, db, user, survivor, merged, choices)
             return redirect(f"/contacts/{ids[0]}?{urlencode({'message': _('Contacts merged.')})}")
-        except service.ContactError as exc:
+        except DomainError as exc:
             errors = exc.fields or {"form": exc.message}
     with platform.reading() as db:
         pair = []
@@ -366,18 +372,17 @@ def _merge_rows(survivor: display.ContactView, merged: display.ContactView,
 
 
 @page(security.IMPORT)
-def import_page(request: Request, form: FormData) -> Response:
+def import_page(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     error = ""
     if request.method == "POST":
         upload = form.get("file")
-        if upload is None or isinstance(upload, str) or not upload.filename:
+        if not isinstance(upload, Upload):
             error = _("Choose a CSV or XLSX file.")
         else:
             try:
-                content = upload.file.read()
                 with platform.session() as db:
-                    job = tasks.create_job(platform, db, user, upload.filename, content)
+                    job = tasks.create_job(platform, db, user, upload.filename, upload.content)
                     job_id = job.id
                 return redirect(f"/contacts/import/{job_id}")
             except service.Invalid as exc:
@@ -403,7 +408,7 @@ def _job_context(request: Request, db: Session, job_id: Any, *, samples: bool) -
 
 
 @page(security.IMPORT)
-def import_job(request: Request, form: FormData) -> Response:
+def import_job(request: Request, form: Form) -> Response:
     platform = platform_of(request)
     with platform.reading() as db:
         return render(request, "contacts/import_job.html",
@@ -411,7 +416,7 @@ def import_job(request: Request, form: FormData) -> Response:
 
 
 @page(security.IMPORT)
-def import_progress(request: Request, form: FormData) -> Response:
+def import_progress(request: Request, form: Form) -> Response:
     platform = platform_of(request)
     with platform.reading() as db:
         return render(request, "contacts/_import_progress.html",
@@ -419,7 +424,7 @@ def import_progress(request: Request, form: FormData) -> Response:
 
 
 @page(security.IMPORT)
-def import_start(request: Request, form: FormData) -> Response:
+def import_start(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     job_id = request.path_params["id"]
     mapping = {key[4:]: str(value) for key, value in form.items() if key.startswith("map.")}
@@ -428,7 +433,7 @@ def import_start(request: Request, form: FormData) -> Response:
             job = tasks.visible_job(db, user, job_id)
             tasks.set_mapping(db, job, mapping)
         tasks.start(platform, user, int(job_id), dry_run=form.get("mode") != "import")
-    except service.ContactError as exc:
+    except DomainError as exc:
         with platform.reading() as db:
             context = _job_context(request, db, job_id, samples=True)
             context["errors"] = exc.fields or {"mapping": exc.message}
@@ -437,7 +442,7 @@ def import_start(request: Request, form: FormData) -> Response:
 
 
 @page(security.IMPORT)
-def import_errors(request: Request, form: FormData) -> Response:
+def import_errors(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     with platform.reading() as db:
         job = tasks.visible_job(db, user, request.path_params["id"])
@@ -447,7 +452,7 @@ def import_errors(request: Request, form: FormData) -> Response:
 
 
 @page(security.IMPORT)
-def import_discard(request: Request, form: FormData) -> Response:
+def import_discard(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     with platform.session() as db:
         tasks.discard(platform, db, tasks.visible_job(db, user, request.path_params["id"]))
@@ -458,12 +463,12 @@ def import_discard(request: Request, form: FormData) -> Response:
 
 
 @page(security.ADMIN)
-def fields_page(request: Request, form: FormData) -> Response:
+def fields_page(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
     if request.method == "POST":
-        values = form_dict(form)
+        values = _text_fields(form)
         field_id = request.path_params.get("id")
         data = {**values, "label": {"zh": values.get("label_zh", ""), "en": values.get("label_en", "")}}
         for flag in ("required", "show_in_list", "active") if field_id else ("required", "show_in_list"):

@@ -16,11 +16,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kehu.auth import CurrentUser
+from kehu.endpoints import Upload, api, uploads
+from kehu.errors import DomainError
 from kehu.i18n import gettext as _
 from kehu.web import current_user, platform_of
 
 from . import attachments, display, links, security, service
-from .endpoints import Upload, api
 from .models import Attachment, TicketStatus
 
 
@@ -283,7 +284,7 @@ def add_comment(request: Request, body: dict[str, Any]) -> Response:
     with platform.session() as db:
         ticket = service.get_workable(platform, db, user, request.path_params["id"])
         comment = service.add_comment(platform, db, user, ticket, str(body.get("body") or ""), public=public)
-        files = _store_files(platform, db, user, ticket, body.get("_files", []), public, comment.id)
+        files = _store_files(platform, db, user, ticket, uploads(body), public, comment.id)
         result = display.comment_dict(comment, service.user_names(db, [user.id]), files)
     return JSONResponse(result, status_code=201)
 
@@ -310,7 +311,7 @@ def upload_attachment(request: Request, body: dict[str, Any]) -> Response:
       "422": {description: "No file, too large, or of a type not accepted"}
     """
     platform, user = platform_of(request), current_user(request)
-    files = body.get("_files", [])
+    files = uploads(body)
     if not files:
         raise service.Invalid(_("Attach a file."), {"file": _("Attach a file.")})
     with platform.session() as db:
@@ -437,7 +438,7 @@ def bulk(platform: Any, user: CurrentUser, ids: list[Any], action: str, assignee
                 else:
                     _close(platform, db, user, ticket)
             results.append({"id": raw, "ok": True})
-        except service.TicketError as error:
+        except DomainError as error:
             results.append({"id": raw, "ok": False, "status": error.status, "error": error.message})
     return results
 

@@ -22,11 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kehu.endpoints import Upload, read_body, uploads
+from kehu.errors import DomainError
 from kehu.i18n import gettext as _
 from kehu.web import platform_of, redirect, render
 
 from . import attachments, display, links, ratelimit, service
-from .endpoints import Upload, read_body
 from .models import CUSTOMER, Attachment, TicketStatus
 
 HONEYPOT = "website"
@@ -98,9 +99,9 @@ def _create(request: Request, values: dict[str, Any], files: list[Upload]) -> tu
 async def new_form(request: Request) -> Response:
     if request.method == "GET":
         return await run_in_threadpool(_form, request, {}, {})
-    body = await read_body(request, max_bytes=30 * 1024 * 1024)
+    body = await read_body(request, max_upload_bytes=30 * 1024 * 1024)
     values = {k: v for k, v in body.items() if isinstance(v, str)}
-    files = [f for f in body.get("_files", []) if f.content]
+    files = [f for f in uploads(body) if f.content]
     platform = platform_of(request)
     if _limited(request, "form", client_ip(request)):
         return _too_many(request)
@@ -166,14 +167,14 @@ def _reply(request: Request, body: str, files: list[Upload]) -> str:
 
 
 async def reply(request: Request) -> Response:
-    body = await read_body(request, max_bytes=30 * 1024 * 1024)
+    body = await read_body(request, max_upload_bytes=30 * 1024 * 1024)
     token = request.path_params["token"]
     if _limited(request, "reply", f"{client_ip(request)}:{token[-16:]}"):
         return _too_many(request)
     try:
         message = await run_in_threadpool(_reply, request, str(body.get("body", "")),
-                                          [f for f in body.get("_files", []) if f.content])
-    except service.TicketError as exc:
+                                          [f for f in uploads(body) if f.content])
+    except DomainError as exc:
         return await run_in_threadpool(_status_page, request, exc.message, exc.status)
     return redirect(f"/public/tickets/s/{token}?{_query(message)}")
 
@@ -193,7 +194,7 @@ async def rate(request: Request) -> Response:
         return _too_many(request)
     try:
         message = await run_in_threadpool(_rate, request, body.get("score"), str(body.get("comment", "")))
-    except service.TicketError as exc:
+    except DomainError as exc:
         return await run_in_threadpool(_status_page, request, exc.message, exc.status)
     return redirect(f"/public/tickets/s/{token}?{_query(message)}")
 

@@ -3,7 +3,7 @@ and the demo data all call these functions.
 
 Each function works in the caller's session (its transaction) and takes the acting user (a
 :class:`kehu.auth.CurrentUser`, ``None`` for the customer or the system) and, where time
-matters, ``now`` (so tests inject the clock). Problems are raised as :class:`TicketError`
+matters, ``now`` (so tests inject the clock). Problems are raised as :class:`DomainError`
 subclasses carrying the HTTP status to answer with.
 """
 
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from kehu import audit, auth, events, rbac
 from kehu.auth import CurrentUser
+from kehu.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from kehu.db import utcnow
 from kehu.i18n import gettext as _
 from kehu.i18n import pick
@@ -61,39 +62,10 @@ SUBJECT_MAX, DESCRIPTION_MAX, COMMENT_MAX = 200, 20000, 20000
 # --- Errors --------------------------------------------------------------------------------
 
 
-class TicketError(Exception):
-    """A request that cannot be carried out; ``status`` is the HTTP status to answer with."""
-
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, fields: dict[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fields = fields or {}
-        self.extra = extra
-
-
-class NotFound(TicketError):
-    status, code = 404, "not_found"
-
-
-class Forbidden(TicketError):
-    status, code = 403, "forbidden"
-
-
-class Invalid(TicketError):
-    status, code = 422, "invalid"
-
-
-class Conflict(TicketError):
-    status, code = 409, "conflict"
-
-
-class InvalidTransition(TicketError):
+class InvalidTransition(Conflict):
     """The workflow does not allow the change; ``extra["allowed"]`` lists what it allows."""
 
-    status, code = 409, "invalid_transition"
+    code = "invalid_transition"
 
 
 # --- Settings and the calendar -------------------------------------------------------------------

@@ -3,7 +3,7 @@ with its conversation, opening a ticket, and the administration of workflow, SLA
 holidays and teams.
 
 Each page is a plain function ``(request, form) -> Response`` wrapped by
-:func:`~.endpoints.page` (permission check, thread pool). A change that is refused comes
+:func:`kehu.endpoints.page` (permission check, thread pool). A change that is refused comes
 back as the page again with the message, at the error's status.
 """
 
@@ -18,11 +18,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kehu.db import utcnow
+from kehu.endpoints import Form, page
+from kehu.errors import DomainError
 from kehu.i18n import gettext as _
 from kehu.web import current_user, platform_of, redirect, render
 
 from . import api, display, links, security, service
-from .endpoints import page
 from .models import CHANNELS, PRIORITIES, Agent
 
 
@@ -41,7 +42,7 @@ def _flash(url: str, message: str) -> Response:
 
 
 @page(security.READ)
-def queue(request: Request, form: dict[str, Any]) -> Response:
+def queue(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     params = request.query_params
     errors: dict[str, str] = {}
@@ -67,9 +68,9 @@ def queue(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.WRITE)
-def bulk(request: Request, form: dict[str, Any]) -> Response:
+def bulk(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
-    ids = [int(i) for i in form.get("ids[]", []) if str(i).isdigit()]
+    ids = [int(i) for i in form.getlist("ids") if str(i).isdigit()]
     back = "/tickets/?" + str(form.get("back", ""))
     if not ids:
         return _flash(back, _("Choose tickets first."))
@@ -84,7 +85,7 @@ def bulk(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.READ)
-def set_away(request: Request, form: dict[str, Any]) -> Response:
+def set_away(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     away = form.get("away") == "1"
     with platform.session() as db:
@@ -96,21 +97,21 @@ def set_away(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.WRITE)
-def new_ticket(request: Request, form: dict[str, Any]) -> Response:
+def new_ticket(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     values: dict[str, Any] = {"contact_id": request.query_params.get("contact_id", ""), "priority": "normal",
                               "channel": "phone", "team": user.team}
     errors: dict[str, str] = {}
     status = 200
     if request.method == "POST":
-        values = {k: v for k, v in form.items() if not k.endswith("[]")}
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
         try:
             with platform.session() as db:
                 data = service.parse_input(db, values, creating=True)
                 ticket = service.create_ticket(platform, db, user, data)
                 ticket_id = ticket.id
             return _flash(f"/tickets/{ticket_id}", _("The ticket is open."))
-        except service.TicketError as exc:
+        except DomainError as exc:
             errors, status = exc.fields or {"": exc.message}, exc.status
     with platform.reading() as db:
         contact = None
@@ -145,7 +146,7 @@ def _detail(request: Request, ticket_id: Any, error: str = "", status: int = 200
 
 
 @page(security.READ)
-def ticket_page(request: Request, form: dict[str, Any]) -> Response:
+def ticket_page(request: Request, form: Form) -> Response:
     return _detail(request, request.path_params["id"])
 
 
@@ -159,14 +160,14 @@ def _change(request: Request, action: Any) -> Response:
             message = action(platform, db, user, ticket)
     except service.NotFound:
         raise
-    except service.TicketError as exc:
+    except DomainError as exc:
         details = "; ".join(v for v in exc.fields.values() if v and v != exc.message)
         return _detail(request, ticket_id, exc.message + (f" ({details})" if details else ""), exc.status)
     return _flash(f"/tickets/{ticket_id}", message)
 
 
 @page(security.WRITE)
-def change_status(request: Request, form: dict[str, Any]) -> Response:
+def change_status(request: Request, form: Form) -> Response:
     def action(platform: Any, db: Any, user: Any, ticket: Any) -> str:
         service.transition(platform, db, user, ticket, str(form.get("to", "")))
         return _("Status changed.")
@@ -175,11 +176,11 @@ def change_status(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.WRITE)
-def comment(request: Request, form: dict[str, Any]) -> Response:
+def comment(request: Request, form: Form) -> Response:
     def action(platform: Any, db: Any, user: Any, ticket: Any) -> str:
         public = form.get("public") == "1"
         row = service.add_comment(platform, db, user, ticket, str(form.get("body", "")), public=public)
-        api._store_files(platform, db, user, ticket, form.get("_files", []), public, row.id)
+        api._store_files(platform, db, user, ticket, form.uploads(), public, row.id)
         if form.get("then"):
             service.transition(platform, db, user, ticket, str(form["then"]))
         return _("Reply sent.") if public else _("Note saved.")
@@ -188,7 +189,7 @@ def comment(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.WRITE)
-def assign(request: Request, form: dict[str, Any]) -> Response:
+def assign(request: Request, form: Form) -> Response:
     def action(platform: Any, db: Any, user: Any, ticket: Any) -> str:
         raw = str(form.get("assignee_id", ""))
         if raw == "auto":
@@ -205,7 +206,7 @@ def assign(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.WRITE)
-def edit(request: Request, form: dict[str, Any]) -> Response:
+def edit(request: Request, form: Form) -> Response:
     def action(platform: Any, db: Any, user: Any, ticket: Any) -> str:
         values = {k: form[k] for k in ("subject", "priority", "category", "team") if k in form}
         service.update_ticket(platform, db, user, ticket, service.parse_input(db, values, creating=False))
@@ -215,7 +216,7 @@ def edit(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.WRITE)
-def rating(request: Request, form: dict[str, Any]) -> Response:
+def rating(request: Request, form: Form) -> Response:
     def action(platform: Any, db: Any, user: Any, ticket: Any) -> str:
         service.rate(db, ticket, form.get("score"), str(form.get("comment", "")), user)
         return _("Rating recorded.")
@@ -224,7 +225,7 @@ def rating(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.READ)
-def attachment(request: Request, form: dict[str, Any]) -> Response:
+def attachment(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     with platform.reading() as db:
         return api.attachment_response(platform, api.visible_attachment(platform, db, user, request.path_params["id"]))
@@ -234,7 +235,7 @@ def attachment(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.ADMIN)
-def admin(request: Request, form: dict[str, Any]) -> Response:
+def admin(request: Request, form: Form) -> Response:
     platform = platform_of(request)
     year = request.query_params.get("year", "")
     year = int(year) if year.isdigit() else utcnow().astimezone(service.timezone(platform)).year
@@ -257,14 +258,14 @@ def _admin_change(request: Request, action: Any, anchor: str) -> Response:
     try:
         with platform.session() as db:
             message = action(db, user)
-    except service.TicketError as exc:
+    except DomainError as exc:
         details = "; ".join(exc.fields.values())
         return _flash(f"/tickets/admin#{anchor}", exc.message + (f" ({details})" if details else ""))
     return _flash(f"/tickets/admin#{anchor}", message)
 
 
 @page(security.ADMIN)
-def admin_transition(request: Request, form: dict[str, Any]) -> Response:
+def admin_transition(request: Request, form: Form) -> Response:
     def action(db: Any, user: Any) -> str:
         source, target = str(form.get("from", "")), str(form.get("to", ""))
         if form.get("remove"):
@@ -277,7 +278,7 @@ def admin_transition(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.ADMIN)
-def admin_policy(request: Request, form: dict[str, Any]) -> Response:
+def admin_policy(request: Request, form: Form) -> Response:
     def action(db: Any, user: Any) -> str:
         service.save_policy(db, user, form)
         return _("Policy saved.")
@@ -286,7 +287,7 @@ def admin_policy(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.ADMIN)
-def admin_day(request: Request, form: dict[str, Any]) -> Response:
+def admin_day(request: Request, form: Form) -> Response:
     def action(db: Any, user: Any) -> str:
         if form.get("remove"):
             service.delete_day(db, user, str(form.get("day", "")))
@@ -298,7 +299,7 @@ def admin_day(request: Request, form: dict[str, Any]) -> Response:
 
 
 @page(security.ADMIN)
-def admin_team(request: Request, form: dict[str, Any]) -> Response:
+def admin_team(request: Request, form: Form) -> Response:
     def action(db: Any, user: Any) -> str:
         raw = str(form.get("lead_id", ""))
         service.set_team_lead(db, user, str(form.get("name", "")), int(raw) if raw.isdigit() else None)
