@@ -356,16 +356,23 @@ def bulk_tickets(platform: Any, count: int, contact_ids: list[int], agents: list
                 assignee = None  # waiting in the team's queue
             done = flags[status].resolved or flags[status].closed
             finished = min(now, created + timedelta(hours=rng.uniform(1, 96))) if done else None
+            responded = min(now, created + timedelta(minutes=rng.uniform(5, 240))) if done or rng.random() < 0.5 else None
+            # As tickets.service.refresh_due leaves them: only running clocks have a due time
+            # (a resolved, closed or waiting ticket's clocks are stopped or paused).
+            running = not (done or flags[status].pauses_sla)
+            response_due = due(created, response_minutes) if running and responded is None else None
+            resolution_due = due(created, resolution_minutes) if running else None
             tickets.append({
                 "id": next_ticket, "number": f"T-{year}-{last_numbers[year]:06d}", "contact_id": rng.choice(contact_ids),
                 "subject": rng.choice(SUBJECTS).format(p=rng.choice(PRODUCTS), n=rng.randint(10_000_000, 99_999_999)),
                 "description": rng.choice(descriptions), "channel": rng.choice(["web", "phone", "email", "wechat", "staff"]),
                 "category": category, "priority": priority, "status": status, "assignee_id": assignee, "team": team,
                 "created_by_id": None, "created_at": created, "updated_at": finished or created,
-                "first_response_at": min(now, created + timedelta(minutes=rng.uniform(5, 240))) if done or rng.random() < 0.5 else None,
+                "first_response_at": responded,
                 "resolved_at": finished, "closed_at": finished if flags[status].closed else None,
                 "response_target_minutes": response_minutes, "resolution_target_minutes": resolution_minutes,
-                "response_due_at": due(created, response_minutes), "resolution_due_at": due(created, resolution_minutes),
+                "response_due_at": response_due, "resolution_due_at": resolution_due,
+                "next_due_at": min((d for d in (response_due, resolution_due) if d), default=None),
                 "rating": rng.choice([None, None, 5, 5, 4, 3]) if done else None, "rating_comment": "", "rated_at": None,
                 "portal_key": secrets.token_urlsafe(12),
             })

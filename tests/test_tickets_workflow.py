@@ -113,6 +113,7 @@ def test_waiting_for_the_customer_pauses_the_sla_clocks(desk: Desk) -> None:
         ticket = db.get(Ticket, ticket_id)
         assert ticket.response_due_at == at("2026-03-02 14:00")
         assert ticket.resolution_due_at == at("2026-03-05 10:00")  # 8 h + 9 h + 9 h + 1 h
+        assert ticket.next_due_at == ticket.response_due_at  # the sooner, for the breaching queue
 
     with desk.platform.session() as db:
         ticket = db.get(Ticket, ticket_id)
@@ -124,6 +125,7 @@ def test_waiting_for_the_customer_pauses_the_sla_clocks(desk: Desk) -> None:
         service.transition(desk.platform, db, amy, ticket, "waiting", now=at("2026-03-02 11:00"))
         assert ticket.first_response_at == at("2026-03-02 11:00")
         assert ticket.response_due_at is None and ticket.resolution_due_at is None  # paused
+        assert ticket.next_due_at is None
         clocks = service.clocks(desk.platform, db, ticket, at("2026-03-03 16:00"))
         assert clocks["response"].state == "met"
         assert clocks["resolution"].state == "paused" and clocks["resolution"].elapsed.total_seconds() == 3600
@@ -135,6 +137,7 @@ def test_waiting_for_the_customer_pauses_the_sla_clocks(desk: Desk) -> None:
         assert ticket.status == "in_progress"  # back to work by itself
         # Paused for Monday 11-18, Tuesday and Wednesday 9-14: 21 business hours later than before.
         assert ticket.resolution_due_at == at("2026-03-09 13:00")
+        assert ticket.response_due_at is None and ticket.next_due_at == ticket.resolution_due_at  # response met
         pauses = db.scalars(select(SlaPause).where(SlaPause.ticket_id == ticket_id)).all()
         assert [(p.started_at, p.ended_at) for p in pauses] == [(at("2026-03-02 11:00"), at("2026-03-04 14:00"))]
 

@@ -49,6 +49,8 @@ class Ticket(Model):
     resolution_target_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    # The sooner of the two: the "breaching soon" queue reads it in index order.
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
     rating_comment: Mapped[str] = mapped_column(Text, default="")
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -303,7 +303,7 @@ def filtered(platform: Platform, db: Session, user: CurrentUser, query: ListQuer
         stmt = stmt.where(Ticket.assignee_id.is_(None), Ticket.status.in_(open_status_keys(db)))
     elif query.view == "breaching":
         soon = now + timedelta(minutes=int_setting(platform, "warn_before_minutes"))
-        stmt = stmt.where(or_(Ticket.response_due_at <= soon, Ticket.resolution_due_at <= soon))
+        stmt = stmt.where(Ticket.next_due_at <= soon)
     elif query.view == "open":
         stmt = stmt.where(Ticket.status.in_(open_status_keys(db)))
     for column, value in ((Ticket.status, query.status), (Ticket.priority, query.priority),
@@ -321,12 +321,19 @@ def filtered(platform: Platform, db: Session, user: CurrentUser, query: ListQuer
 
 
 def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery,
-         now: datetime | None = None) -> tuple[list[Ticket], int]:
+         now: datetime | None = None, count_up_to: int | None = None) -> tuple[list[Ticket], int]:
+    """One page of the tickets ``user`` may see that match ``query``, and their number.
+
+    Counting stops after ``count_up_to`` (then the number is ``count_up_to + 1``: the queue
+    shows "1000+"): counting every ticket of a busy team costs more than the page itself.
+    """
     stmt = filtered(platform, db, user, query, now)
-    total = db.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    counted = stmt.order_by(None).with_only_columns(Ticket.id)
+    if count_up_to is not None:
+        counted = counted.limit(count_up_to + 1)
+    total = db.scalar(select(func.count()).select_from(counted.subquery())) or 0
     if query.view == "breaching":
-        soonest = func.coalesce(Ticket.response_due_at, Ticket.resolution_due_at)
-        order = [soonest.asc(), Ticket.id.asc()]
+        order = [Ticket.next_due_at.asc(), Ticket.id.asc()]
     else:
         order = [Ticket.created_at.desc(), Ticket.id.desc()]
     items = list(db.scalars(stmt.order_by(*order).limit(query.limit).offset(query.offset)))
@@ -377,8 +384,7 @@ def refresh_due(platform: Platform, db: Session, ticket: Ticket, calendar: sla.B
     calendar = calendar or business_calendar(platform, db)
     pauses = pauses_of(db, ticket.id)
     paused = any(end is None for _start, end in pauses)
-    ticket.response_due_at = None
-    ticket.resolution_due_at = None
+    ticket.response_due_at = ticket.resolution_due_at = ticket.next_due_at = None
     if paused:
         return
     if ticket.response_target_minutes is not None and ticket.first_response_at is None:
@@ -387,6 +393,7 @@ def refresh_due(platform: Platform, db: Session, ticket: Ticket, calendar: sla.B
     if ticket.resolution_target_minutes is not None:
         ticket.resolution_due_at = sla.due_at(calendar, ticket.created_at,
                                               timedelta(minutes=ticket.resolution_target_minutes), pauses)
+    ticket.next_due_at = min((due for due in (ticket.response_due_at, ticket.resolution_due_at) if due), default=None)
 
 
 def apply_policy(db: Session, ticket: Ticket) -> None:

@@ -42,6 +42,9 @@ class BusinessCalendar:
     weekdays: frozenset[int] = frozenset(range(5))
     holidays: frozenset[date] = frozenset()
     workdays: frozenset[date] = frozenset()  # make-up working days (调休)
+    # Each day's window, once worked out: a queue page walks the same days for every ticket.
+    _windows: dict[date, tuple[datetime, datetime] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.closes <= self.opens:
@@ -58,11 +61,12 @@ class BusinessCalendar:
 
     def window(self, day: date) -> tuple[datetime, datetime] | None:
         """The working hours of ``day`` (a local date) as aware UTC datetimes, or ``None``."""
-        if not self.is_working_day(day):
-            return None
-        start = datetime.combine(day, self.opens, tzinfo=self.timezone).astimezone(UTC)
-        end = datetime.combine(day, self.closes, tzinfo=self.timezone).astimezone(UTC)
-        return start, end
+        if day not in self._windows:
+            self._windows[day] = (
+                (datetime.combine(day, self.opens, tzinfo=self.timezone).astimezone(UTC),
+                 datetime.combine(day, self.closes, tzinfo=self.timezone).astimezone(UTC))
+                if self.is_working_day(day) else None)
+        return self._windows[day]
 
     def local_day(self, moment: datetime) -> date:
         return _aware(moment).astimezone(self.timezone).date()

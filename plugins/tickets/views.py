@@ -27,6 +27,10 @@ from . import api, display, links, security, service
 from .models import CHANNELS, PRIORITIES, Agent
 
 
+#: The queue counts its tickets up to this many and then shows "1000+".
+QUEUE_COUNT_UP_TO = 1000
+
+
 def _common(db: Any) -> dict[str, Any]:
     return {"perm": security, "priorities": PRIORITIES, "channels": CHANNELS,
             "priority_label": service.priority_label, "channel_label": service.channel_label,
@@ -53,11 +57,14 @@ def queue(request: Request, form: Form) -> Response:
     number = int(params["page"]) if params.get("page", "").isdigit() and int(params["page"]) > 0 else 1
     query.offset = (number - 1) * query.limit
     with platform.reading() as db:
-        items, total = service.page(platform, db, user, query)
+        items, total = service.page(platform, db, user, query, count_up_to=QUEUE_COUNT_UP_TO)
+        capped = total > QUEUE_COUNT_UP_TO
         agent = db.get(Agent, user.id)
         context = {
-            **_common(db), "tickets": display.tickets_dicts(platform, db, user, items), "total": total,
-            "page": number, "pages": max(1, math.ceil(total / query.limit)), "query": query, "errors": errors,
+            **_common(db), "tickets": display.tickets_dicts(platform, db, user, items),
+            "total": f"{QUEUE_COUNT_UP_TO}+" if capped else total, "page": number,
+            "pages": number + 1 if capped and len(items) == query.limit else max(number, math.ceil(total / query.limit)),
+            "pages_known": not capped, "query": query, "errors": errors,
             "params": params, "workers": service.workers_for_assignment(db) if user.can(security.ASSIGN) else [],
             "away": bool(agent and agent.away), "alerts": service.alerts_for(db, user.id, 5),
             "views": [("all", _("All")), ("mine", _("Mine")), ("team", _("My team")),
