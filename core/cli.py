@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from kehu.config import Settings
 from kehu.platform import Platform
@@ -205,6 +206,10 @@ def enable(name: str) -> None:
         platform = upgrade_everything(boot())
     except (modules.ModuleError, migrations.MigrationError) as exc:
         raise Failure(str(exc)) from exc
+    except DBAPIError as exc:  # e.g. no module table: a database never migrated
+        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        raise Failure(f"cannot enable {name}: the database is not ready ({reason}); "
+                      "run `kehu db upgrade` first") from exc
     for module in newly:
         if module not in platform.active:  # enabled, but it failed to start: say so
             raise Failure(f"{module} is enabled but broken: {platform.modules[module].error}")

@@ -251,3 +251,15 @@ def test_admin_modules_page(settings: Settings, monkeypatch: pytest.MonkeyPatch)
     page = client.post("/admin/modules/mod_base/enable").text
     assert state_on_page(page, "mod_base") == "enabled"
     assert rows(settings, "mod_base_thing") == 1
+
+
+def test_enabling_on_a_database_never_migrated_says_to_migrate_first(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from kehu.cli import cli
+
+    env = {"KEHU_HOME": str(tmp_path / "home"), "KEHU_DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}",
+           "KEHU_MASTER_KEY_FILE": str(tmp_path / "master.key")}
+    result = CliRunner(env=env).invoke(cli, ["modules", "enable", "contacts"])
+    assert result.exit_code == 1
+    assert "run `kehu db upgrade` first" in result.output and "Traceback" not in result.output
