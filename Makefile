@@ -53,8 +53,11 @@ run: venv assets
 	$(BIN)/kehu serve --host $(HOST) --port $(PORT)
 
 # pytest's own exit code is the result (e.g. make test PYTEST_ARGS="-k browser -x").
+# The tests run in PYTEST_WORKERS pytest-xdist processes (0: all in one process, e.g. for
+# --pdb); tests that share a module-wide deployment stay on one worker (--dist loadgroup).
+PYTEST_WORKERS ?= 2
 test: venv assets
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -23,6 +23,69 @@ from kehu.platform import Platform
 
 pytest_plugins = ["tests.browser"]
 
+
+def _redis_url_of_this_worker(url: str, worker: str) -> str:
+    """``url`` with a Redis database of its own for the pytest-xdist worker ``worker`` (``gw0``,
+    ``gw1``...): the Redis tests purge the ``kehu`` queue and run workers on it, so parallel
+    workers must not share one database. ``gw0`` keeps the configured database, the others
+    count down from it (``/15``: 15, 14, 13...), or up where that would go below 0."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url or not worker.startswith("gw") or not worker[2:].isdigit():
+        return url
+    index = int(worker[2:])
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    base = int(path) if path.isdigit() else 0
+    database = base - index if index <= base else base + index
+    if database > 15:  # Redis has 16 databases (0-15) unless configured otherwise
+        raise pytest.UsageError(
+            f"pytest-xdist worker {worker} would need Redis database {database} (from KEHU_TEST_REDIS_URL={url}); "
+            "Redis has databases 0-15 by default: run with fewer workers (-n)")
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+# Before any test module reads it (test modules and the events harness read it at import time,
+# and child processes inherit it).
+if os.environ.get("KEHU_TEST_REDIS_URL") and os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["KEHU_TEST_REDIS_URL"] = _redis_url_of_this_worker(
+        os.environ["KEHU_TEST_REDIS_URL"], os.environ["PYTEST_XDIST_WORKER"])
+
+#: Parallel runs (``make test``: pytest-xdist, ``--dist loadgroup``) schedule each test on its
+#: own, except these, which share a module-scoped fixture that is too costly to make on every
+#: worker: ``"module"`` keeps the whole module on one worker, ``"params"`` each set of its tests
+#: with the same parameters (one running deployment per backend pair).
+KEEP_TOGETHER = {
+    "tests/test_events.py": "params",
+    "tests/test_jobs.py": "params",
+    "tests/test_external_plugin.py": "module",  # one pip install for both tests
+}
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: no error without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadgroup`` with :data:`KEEP_TOGETHER` as groups. (xdist's own ``xdist_group``
+    marks do not group anything on pytest 9.2: pytest-xdist issue #1386.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class KeepTogether(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            if scope != nodeid:  # an xdist_group mark did take effect
+                return scope
+            path, _, name = nodeid.partition("::")
+            how = KEEP_TOGETHER.get(path)
+            if how == "module":
+                return path
+            if how == "params" and name.endswith("]") and "[" in name:
+                return f"{path}[{name.split('[', 1)[1]}"
+            return nodeid
+
+    return KeepTogether(config, log)
+
+
 POSTGRES_URL = psycopg_url(os.environ.get("KEHU_TEST_POSTGRES_URL", ""))
 REDIS_URL = os.environ.get("KEHU_TEST_REDIS_URL", "")
 TESTS_DIR = Path(__file__).parent
