@@ -523,6 +523,18 @@ def permissions_of(db: Session, user_ids: list[int]) -> dict[int, frozenset[str]
     return {user_id: frozenset(permissions) for user_id, permissions in found.items()}
 
 
+def holders_of(db: Session, permission: str) -> list[Any]:
+    """The active users who have ``permission`` (or ``*``), as rows of ``id, login, name,
+    team``, ordered by team and name: e.g. the people a ticket can be assigned to."""
+    from kehu.models import RolePermission, UserRole
+
+    return list(db.execute(
+        select(User.id, User.login, User.name, User.team).distinct()
+        .join(UserRole, UserRole.user_id == User.id).join(RolePermission, RolePermission.role_id == UserRole.role_id)
+        .where(User.active.is_(True), RolePermission.permission.in_(["*", permission]))
+        .order_by(User.team, User.name, User.login)))
+
+
 def _current_user(db: Session, row: Any, **extra: Any) -> CurrentUser:
     return CurrentUser(id=row.id, login=row.login, name=row.name or row.login, team=row.team,
                        language=row.language, permissions=permissions_of(db, [row.id])[row.id], **extra)

@@ -212,3 +212,17 @@ def test_an_open_pause_freezes_the_clock(start: datetime, target: timedelta, pau
         assert due <= max(pause_start, start) and frozen >= target
     else:
         assert frozen < target
+
+
+@PROPERTY
+@given(moments, moments)
+def test_long_spans_are_counted_as_the_day_by_day_walk_counts_them(a: datetime, b: datetime) -> None:
+    a, b = sorted((a, b))
+    assert CALENDAR.business_time(a, b) == CALENDAR.walked_business_time(a, b)
+
+
+def test_working_days_counts_holidays_and_make_up_days() -> None:
+    # October 2026: the National Day holiday (1-7, with 8 the last) and the make-up Saturday 10th.
+    assert CALENDAR.working_days(date(2026, 10, 1), date(2026, 10, 31)) == \
+        sum(CALENDAR.is_working_day(date(2026, 10, d)) for d in range(1, 32))
+    assert CALENDAR.working_days(date(2026, 10, 2), date(2026, 10, 1)) == 0

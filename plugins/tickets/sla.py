@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 ZERO = timedelta(0)
 #: How many days ahead :meth:`BusinessCalendar.add` looks for working time before giving up.
 MAX_DAYS = 3660
+LONG_SPAN_DAYS = 14  # from here on, business_time counts whole days instead of walking them
 
 Pause = tuple[datetime, datetime | None]
 
@@ -88,14 +89,49 @@ class BusinessCalendar:
     # -- durations -----------------------------------------------------------------------
 
     def business_time(self, start: datetime, end: datetime) -> timedelta:
-        """The working time between two moments (zero when ``end`` is not after ``start``)."""
+        """The working time between two moments (zero when ``end`` is not after ``start``).
+
+        Spans of weeks (an old open ticket's clock) are counted by whole days, not walked day
+        by day: the first and last day's windows, plus a full working day for every working
+        day between them.
+        """
         _aware(start), _aware(end)
         if end <= start:
             return ZERO
+        first, last = self.local_day(start), self.local_day(end)
+        if (last - first).days < LONG_SPAN_DAYS:
+            return self.walked_business_time(start, end)
+        total = self._part_of_day(first, start, end) + self._part_of_day(last, start, end)
+        return total + self.working_days(first + timedelta(days=1), last - timedelta(days=1)) * self._day_length()
+
+    def walked_business_time(self, start: datetime, end: datetime) -> timedelta:
+        """:meth:`business_time`, walking each working window in turn."""
         total = ZERO
         for opens, closes in self.windows(start, end):
             total += min(closes, end) - max(opens, start)
         return total
+
+    def working_days(self, first: date, last: date) -> int:
+        """How many working days there are from ``first`` to ``last``, both included."""
+        days = (last - first).days + 1
+        if days <= 0:
+            return 0
+        weeks, rest = divmod(days, 7)
+        count = weeks * len(self.weekdays) + sum((first.weekday() + i) % 7 in self.weekdays for i in range(rest))
+        count -= sum(first <= day <= last and day.weekday() in self.weekdays and day not in self.workdays
+                     for day in self.holidays)
+        count += sum(first <= day <= last and day.weekday() not in self.weekdays for day in self.workdays)
+        return count
+
+    def _part_of_day(self, day: date, start: datetime, end: datetime) -> timedelta:
+        window = self.window(day)
+        if window is None:
+            return ZERO
+        return max(ZERO, min(window[1], end) - max(window[0], start))
+
+    def _day_length(self) -> timedelta:
+        # In local time; a daylight-saving change inside working hours would be off by its hour.
+        return datetime.combine(date.min, self.closes) - datetime.combine(date.min, self.opens)
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The earliest moment at which ``duration`` of working time has passed since ``start``."""
