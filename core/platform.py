@@ -205,6 +205,11 @@ class Platform:
                 connection.rollback()
                 connection.info.pop("write", None)
 
+    def close(self) -> None:
+        """Close the database connections this platform keeps in its pool (connections still
+        in use close when they are given back)."""
+        self.engine.dispose()
+
     def setting(self, plugin: str, name: str) -> str:
         for declared in self.declarations.settings.get(plugin, []):
             if declared.name == name:

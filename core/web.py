@@ -443,11 +443,14 @@ class KehuApp:
         crypto.ensure_keys(self.platform)
 
     def rebuild(self) -> None:
+        previous: Platform | None = getattr(self, "platform", None)
         platform = Platform.boot(self.settings)
         self.platform = platform
         self.inner = build_starlette(platform)
         self.generation = modules_generation(platform)
         self._checked = time.monotonic()
+        if previous is not None:
+            previous.close()  # its pool would otherwise hold its connections until garbage collection
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -6,6 +6,7 @@ time on PostgreSQL, each test in a schema of its own that is dropped afterwards.
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import uuid
@@ -104,6 +105,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in POSTGRES_URL else "?"
     yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    # The test's engines are garbage now; collecting them closes their pooled connections, so
+    # that a long run (two xdist workers) stays under the server's max_connections.
+    gc.collect()
     with admin.connect() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
@@ -137,11 +141,13 @@ def boot_with(settings: Settings, enable: list[str] | tuple[str, ...] = ()) -> P
         with platform.session() as db:
             for name in enable:
                 modules.enable(db, name, platform.modules)
+        platform.close()
         platform = Platform.boot(settings)
         migrations.upgrade_all(platform)
     crypto.ensure_keys(platform)
     with platform.session() as db:
         rbac.sync_roles(platform, db)
+    platform.close()
     return Platform.boot(settings)
 
 

@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from kehu import errors
 from kehu.auth import CurrentUser
 from kehu.endpoints import MAX_JSON_BYTES, Form, Upload, api, page, uploads
+from kehu.i18n import gettext
 from kehu.web import domain_error, http_error
 
 
@@ -78,14 +79,14 @@ def test_json_body_is_passed_and_dict_answered_as_json(client: TestClient) -> No
 
 
 @pytest.mark.parametrize("raw, message", [
-    (b"{not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object"), (b'"text"', "must be a JSON object"),
-    (b"[" * 100_000, "not valid JSON"),
+    (b"{not json", "The request body is not valid JSON."), (b"[1, 2]", "The request body must be a JSON object."),
+    (b'"text"', "The request body must be a JSON object."), (b"[" * 100_000, "The request body is not valid JSON."),
 ])
 def test_bad_json_is_a_400_saying_why(client: TestClient, raw: bytes, message: str) -> None:
     response = client.post("/api/things", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_json"
-    assert message in response.json()["error"]["message"]
+    assert response.json()["error"]["message"] == gettext(message)  # in the language of the run
 
 
 def test_too_large_json_is_a_413(client: TestClient) -> None:
