@@ -39,6 +39,10 @@ def _int(value: Any, field: str) -> int | None:
     raise service.Invalid(_("Some fields are not valid."), {field: _("Not a number.")})
 
 
+#: The ticket list counts matching tickets up to this many (a busy team has a year of them).
+API_COUNT_UP_TO = 10_000
+
+
 # --- Tickets -------------------------------------------------------------------------------------
 
 
@@ -60,15 +64,16 @@ def list_tickets(request: Request, body: dict[str, Any]) -> dict[str, Any]:
       - {name: limit, in: query, schema: {type: integer, default: 50, maximum: 500}}
       - {name: offset, in: query, schema: {type: integer, default: 0}}
     responses:
-      "200": {description: "{items: [ticket], total, limit, offset}"}
+      "200": {description: "{items: [ticket], total, total_capped, limit, offset}: total counts up to 10,000
+        matching tickets; beyond, it is 10,001 and total_capped is true"}
       "422": {description: A filter is not valid}
     """
     platform, user = platform_of(request), current_user(request)
     query = service.list_query_from(request.query_params)
     with platform.reading() as db:
-        items, total = service.page(platform, db, user, query)
+        items, total = service.page(platform, db, user, query, count_up_to=API_COUNT_UP_TO)
         return {"items": display.tickets_dicts(platform, db, user, items), "total": total,
-                "limit": query.limit, "offset": query.offset}
+                "total_capped": total > API_COUNT_UP_TO, "limit": query.limit, "offset": query.offset}
 
 
 @api(security.WRITE)
