@@ -509,20 +509,6 @@ class Found:
 _USER_COLUMNS = (User.id, User.login, User.name, User.team, User.language)
 
 
-def permissions_of(db: Session, user_ids: list[int]) -> dict[int, frozenset[str]]:
-    """Each user's permissions (the union of their roles'), in one query."""
-    from kehu.models import RolePermission, UserRole
-
-    found: dict[int, set[str]] = {user_id: set() for user_id in user_ids}
-    if user_ids:
-        rows = db.execute(select(UserRole.user_id, RolePermission.permission)
-                          .join(RolePermission, RolePermission.role_id == UserRole.role_id)
-                          .where(UserRole.user_id.in_(user_ids)))
-        for user_id, permission in rows:
-            found[user_id].add(permission)
-    return {user_id: frozenset(permissions) for user_id, permissions in found.items()}
-
-
 def holders_of(db: Session, permission: str) -> list[Any]:
     """The active users who have ``permission`` (or ``*``), as rows of ``id, login, name,
     team``, ordered by team and name: e.g. the people a ticket can be assigned to."""
@@ -535,23 +521,36 @@ def holders_of(db: Session, permission: str) -> list[Any]:
         .order_by(User.team, User.name, User.login)))
 
 
-def _current_user(db: Session, row: Any, **extra: Any) -> CurrentUser:
+def _current_user(row: Any, permissions: frozenset[str], **extra: Any) -> CurrentUser:
     return CurrentUser(id=row.id, login=row.login, name=row.name or row.login, team=row.team,
-                       language=row.language, permissions=permissions_of(db, [row.id])[row.id], **extra)
+                       language=row.language, permissions=permissions, **extra)
+
+
+def _rows_with_permissions(db: Session, statement: Any) -> tuple[Any, frozenset[str]]:
+    """Run ``statement`` (one user's row) joined with that user's permissions: one row per
+    permission, in one round trip. Returns the first row (or None) and the permissions."""
+    from kehu.models import RolePermission, UserRole
+
+    rows = db.execute(statement.add_columns(RolePermission.permission)
+                      .outerjoin(UserRole, UserRole.user_id == User.id)
+                      .outerjoin(RolePermission, RolePermission.role_id == UserRole.role_id)).all()
+    if not rows:
+        return None, frozenset()
+    return rows[0], frozenset(row.permission for row in rows if row.permission is not None)
 
 
 def find_session(db: Session, cookie_value: str, allow_pending: bool = False) -> Found:
-    """The session's user, read only (this runs on every request: two indexed queries)."""
-    row = db.execute(select(AuthSession.id_hash, AuthSession.csrf_token, AuthSession.created_at,
-                            AuthSession.last_seen_at, AuthSession.second_factor_pending, *_USER_COLUMNS)
-                     .join(User, User.id == AuthSession.user_id)
-                     .where(AuthSession.id_hash == _digest(cookie_value), User.active.is_(True))).first()
+    """The session's user, read only (this runs on every request: one indexed query)."""
+    row, permissions = _rows_with_permissions(db, select(
+        AuthSession.id_hash, AuthSession.csrf_token, AuthSession.created_at, AuthSession.last_seen_at,
+        AuthSession.second_factor_pending, *_USER_COLUMNS).join(User, User.id == AuthSession.user_id)
+        .where(AuthSession.id_hash == _digest(cookie_value), User.active.is_(True)))
     if row is None or (row.second_factor_pending and not allow_pending):
         return Found(None)
     now = utcnow()
     if now - row.last_seen_at > SESSION_IDLE_LIMIT or now - row.created_at > SESSION_ABSOLUTE_LIMIT:
         return Found(None, must_write=True)
-    user = _current_user(db, row, session_id_hash=row.id_hash, csrf_token=row.csrf_token)
+    user = _current_user(row, permissions, session_id_hash=row.id_hash, csrf_token=row.csrf_token)
     return Found(user, must_write=now - row.last_seen_at > SESSION_TOUCH_EVERY)
 
 
@@ -592,13 +591,14 @@ def find_token(db: Session, raw: str) -> Found:
     """The token's user, read only."""
     if not raw.startswith(TOKEN_PREFIX):
         return Found(None)
-    row = db.execute(select(ApiToken.last_used_at, *_USER_COLUMNS).join(User, User.id == ApiToken.user_id)
-                     .where(ApiToken.token_hash == _digest(raw), ApiToken.revoked_at.is_(None),
-                            User.active.is_(True))).first()
+    row, permissions = _rows_with_permissions(db, select(ApiToken.last_used_at, *_USER_COLUMNS)
+                                              .join(User, User.id == ApiToken.user_id)
+                                              .where(ApiToken.token_hash == _digest(raw),
+                                                     ApiToken.revoked_at.is_(None), User.active.is_(True)))
     if row is None:
         return Found(None)
     touch = row.last_used_at is None or utcnow() - row.last_used_at > TOKEN_TOUCH_EVERY
-    return Found(_current_user(db, row, via_token=True), must_write=touch)
+    return Found(_current_user(row, permissions, via_token=True), must_write=touch)
 
 
 def user_from_token(db: Session, raw: str) -> CurrentUser | None:
