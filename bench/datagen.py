@@ -308,9 +308,13 @@ def bulk_tickets(platform: Any, count: int, contact_ids: list[int], agents: list
                  seed: int = 5, progress: Callable[[str], None] = print) -> int:
     """Write ``count`` tickets of the last year: mostly closed or resolved, the rest open in the
     workflow's other statuses; SLA targets from the deployment's policies and due moments on its
-    business calendar; one history row each. ``agents`` are (user id, team) of the staff."""
+    business calendar; one history row each. ``agents`` are (user id, team) of the staff.
+
+    A clock that ran out before now is written as escalated back then (its ``*_breach`` alert
+    row), as on a desk that has been running: the measured server should not raise a year of
+    escalations at once."""
     from kehu_plugins.tickets import service, sla
-    from kehu_plugins.tickets.models import History, Ticket, TicketSequence, TicketStatus
+    from kehu_plugins.tickets.models import History, SlaAlert, Ticket, TicketSequence, TicketStatus
 
     rng = random.Random(seed)
     fake = Faker("zh_CN")
@@ -336,7 +340,7 @@ def bulk_tickets(platform: Any, count: int, contact_ids: list[int], agents: list
 
     written = 0
     for start in range(0, count, BULK_CHUNK):
-        tickets, history = [], []
+        tickets, history, alerts = [], [], []
         for _ in range(min(BULK_CHUNK, count - start)):
             age = timedelta(days=365 * rng.random() ** 2)  # more recent tickets than old ones
             created = now - age
@@ -376,6 +380,9 @@ def bulk_tickets(platform: Any, count: int, contact_ids: list[int], agents: list
                 "rating": rng.choice([None, None, 5, 5, 4, 3]) if done else None, "rating_comment": "", "rated_at": None,
                 "portal_key": secrets.token_urlsafe(12),
             })
+            for kind, due_moment in (("response_breach", response_due), ("resolution_breach", resolution_due)):
+                if due_moment is not None and due_moment <= now:
+                    alerts.append({"ticket_id": next_ticket, "kind": kind, "user_id": None, "created_at": due_moment})
             history.append({"id": next_history, "ticket_id": next_ticket, "at": created, "actor_id": None,
                             "action": "created", "detail": {"status": status, "channel": tickets[-1]["channel"]}})
             next_ticket += 1
@@ -383,6 +390,8 @@ def bulk_tickets(platform: Any, count: int, contact_ids: list[int], agents: list
         with platform.engine.begin() as connection:
             connection.execute(insert(Ticket.__table__), tickets)
             connection.execute(insert(History.__table__), history)
+            if alerts:
+                connection.execute(insert(SlaAlert.__table__), alerts)
         written += len(tickets)
         if written % 50_000 < BULK_CHUNK or written == count:
             progress(f"  wrote {written:,} of {count:,} tickets")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Index, JSON, Boolean, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kehu.db import Model, UTCDateTime, utcnow
@@ -207,7 +207,8 @@ class SlaAlert(Model):
     """A warning or escalation that happened; the unique key makes each happen once."""
 
     __tablename__ = "tickets_sla_alert"
-    __table_args__ = (UniqueConstraint("ticket_id", "kind"),)
+    # user_id, created_at: each agent's latest alerts head the queue page.
+    __table_args__ = (UniqueConstraint("ticket_id", "kind"), Index("ix_tickets_sla_alert_user_created", "user_id", "created_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets_ticket.id", ondelete="CASCADE"))

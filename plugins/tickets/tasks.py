@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from kehu import events
@@ -63,9 +63,14 @@ def run_sla_check(platform: Platform, now: datetime | None = None) -> list[tuple
     now = now or utcnow()
     warn = timedelta(minutes=service.int_setting(platform, "warn_before_minutes"))
     horizon = now + warn
+    def not_escalated(clock: str) -> Any:
+        return ~exists().where(SlaAlert.ticket_id == Ticket.id, SlaAlert.kind == f"{clock}_breach")
+
     with platform.reading() as db:
+        # Clocks escalated before are left out in the query: a desk has many old breaches.
         candidates = db.execute(select(Ticket.id, Ticket.response_due_at, Ticket.resolution_due_at)
-                                .where(or_(Ticket.response_due_at <= horizon, Ticket.resolution_due_at <= horizon))
+                                .where(or_(and_(Ticket.response_due_at <= horizon, not_escalated("response")),
+                                           and_(Ticket.resolution_due_at <= horizon, not_escalated("resolution"))))
                                 .order_by(Ticket.id)).all()
         # What was raised before is skipped here already (the unique insert would skip it too).
         ids = [row[0] for row in candidates]
