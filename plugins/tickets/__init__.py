@@ -26,6 +26,7 @@ Events: ``ticket.created``, ``ticket.status_changed``, ``ticket.resolved`` (payl
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -165,7 +166,10 @@ def kehu_slot(name: str, request: Any, context: dict[str, Any]) -> Panel | None:
     with platform.reading() as db:  # the contact page holds its own transaction open
         query = service.ListQuery(contact_id=contact.id, limit=10)
         items, total = service.page(platform, db, user, query)
-        tickets = display.tickets_dicts(platform, db, user, items)
+        statuses = service.statuses(db)  # the panel shows no SLA clocks: no need for tickets_dicts
+        tickets = [SimpleNamespace(id=t.id, number=t.number, subject=t.subject, status=t.status,
+                                   status_label=service.status_label(statuses.get(t.status), t.status),
+                                   created_at=t.created_at) for t in items]
     html = render_fragment(request, "tickets/_panel.html", {
         "tickets": tickets, "total": total, "contact": contact, "may_write": user.can(security.WRITE),
         "priority_label": service.priority_label, "tickets_time": _local_time})
