@@ -1,0 +1,72 @@
+"""kehu.db on SQLite: writers queue for the write lock; readers never wait for it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from kehu.db import begin_immediate, make_engine
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA busy_timeout=30000")
+    return connection
+
+
+def test_a_writer_waits_for_the_lock_and_gets_it_once_it_is_free(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    first, second = connect(path), connect(path)
+    first.execute("CREATE TABLE t (n INTEGER)")
+    begin_immediate(first)
+    first.execute("INSERT INTO t VALUES (1)")
+    order: list[str] = []
+
+    def write() -> None:
+        begin_immediate(second)
+        second.execute("INSERT INTO t VALUES (2)")
+        second.execute("COMMIT")
+        order.append("second")
+
+    waiter = threading.Thread(target=write)
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and order == []  # still waiting: the first writer holds the lock
+    order.append("first")
+    first.execute("COMMIT")
+    waiter.join(10)
+    assert order == ["first", "second"]
+    assert [n for (n,) in first.execute("SELECT n FROM t ORDER BY n")] == [1, 2]
+    # The connection's own busy timeout is back for the statements that follow.
+    assert second.execute("PRAGMA busy_timeout").fetchone() == (30000,)
+
+
+def test_a_writer_gives_up_with_database_is_locked_after_the_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    first, second = connect(path), connect(path)
+    first.execute("CREATE TABLE t (n INTEGER)")
+    begin_immediate(first)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        begin_immediate(second, timeout=0.05)
+    first.execute("ROLLBACK")
+
+
+def test_reading_connections_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    with engine.connect() as writer:
+        with writer.begin():  # BEGIN IMMEDIATE: holds the write lock
+            writer.execute(text("INSERT INTO t VALUES (2)"))
+            with engine.connect() as reader:
+                reader.info["write"] = False  # what Platform.reading() sets
+                assert reader.execute(text("SELECT count(*) FROM t")).scalar_one() == 1  # the committed state
+                reader.rollback()
+                reader.info.pop("write")
+    engine.dispose()
