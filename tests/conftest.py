@@ -10,11 +10,12 @@ import gc
 import os
 import secrets
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 
 from kehu import auth, migrations, modules, rbac
 from kehu.config import Settings
@@ -41,8 +42,8 @@ def _redis_url_of_this_worker(url: str, worker: str) -> str:
     database = base - index if index <= base else base + index
     if database > 15:  # Redis has 16 databases (0-15) unless configured otherwise
         raise pytest.UsageError(
-            f"pytest-xdist worker {worker} would need Redis database {database} (from KEHU_TEST_REDIS_URL={url}); "
-            "Redis has databases 0-15 by default: run with fewer workers (-n)")
+            f"pytest-xdist worker {worker} would need Redis database {database} (one per worker, from "
+            f"KEHU_TEST_REDIS_URL's database {base}); Redis has databases 0-15 by default: run fewer workers (-n)")
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
@@ -105,12 +106,34 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in POSTGRES_URL else "?"
     yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    # The test's engines are garbage now; collecting them closes their pooled connections, so
-    # that a long run (two xdist workers) stays under the server's max_connections.
-    gc.collect()
     with admin.connect() as conn:
+        _close_connections_of(schema, conn)
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+# The engines a test made (each platform boot makes one) are garbage once it ends, but they sit
+# in reference cycles that keep their pooled connections open until Python collects them: a
+# long run (several xdist workers) would reach the server's max_connections. So the engines of
+# a test's schema are disposed of when it ends, and the rest (connections still checked out)
+# collected when the server gets crowded. Not a collection after every test: it takes 0.2 to
+# 1 s, as long as many a PostgreSQL test.
+_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+@event.listens_for(Engine, "engine_connect")
+def _remember_engine(connection: Connection) -> None:
+    _engines.add(connection.engine)
+
+
+def _close_connections_of(schema: str, admin: Connection) -> None:
+    for engine in list(_engines):
+        if schema in engine.url.render_as_string(hide_password=True):
+            engine.dispose()
+    crowded = admin.execute(text(
+        "SELECT count(*) * 4 > current_setting('max_connections')::int FROM pg_stat_activity")).scalar_one()
+    if crowded:
+        gc.collect()
 
 
 @pytest.fixture
