@@ -18,7 +18,6 @@ database are blocking).
 
 from __future__ import annotations
 
-import functools
 import re
 import secrets
 from collections.abc import Callable
@@ -28,16 +27,15 @@ from urllib.parse import urlencode
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from kehu import audit, auth, i18n
+from kehu.endpoints import Form, page
 from kehu.i18n import gettext as _
 from kehu.models import ApiToken, AuditEntry, AuthSession, Role, RolePermission, User, UserRole
-from kehu.web import ApiError, current_user, platform_of, redirect, render, requires
+from kehu.web import ApiError, current_user, platform_of, redirect, render
 
 ADMIN_USERS = "core.admin_users"
 VIEW_AUDIT = "core.view_audit"
@@ -50,31 +48,6 @@ PAGE_SIZE = 50
 # --- plumbing ---------------------------------------------------------------------------
 
 
-def page(permission: str | None = None, *, session_only: bool = False) -> Callable[[Callable[..., Response]], Any]:
-    """A page ``handler(request, form) -> Response`` needing ``permission`` (None: any logged-in
-    user); run in the thread pool. ``session_only``: refused to API tokens (a stolen token must
-    not change the password, the second factor or mint more tokens)."""
-
-    def decorate(handler: Callable[..., Response]) -> Any:
-        @functools.wraps(handler)
-        async def endpoint(request: Request) -> Response:
-            user = current_user(request)
-            if session_only and user is not None and user.via_token:
-                raise ApiError(403, "forbidden", _("This page needs a login session, not an API token."))
-            form = FormData()
-            if request.method == "POST":
-                form = await request.form()
-            try:
-                return await run_in_threadpool(handler, request, form)
-            finally:
-                if request.method == "POST":
-                    await form.close()
-
-        return requires(permission)(endpoint)
-
-    return decorate
-
-
 def _me(request: Request) -> auth.CurrentUser:
     user = current_user(request)
     assert user is not None  # requires() ran
@@ -85,7 +58,7 @@ def _ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def _field(form: FormData, name: str, limit: int = 200) -> str:
+def _field(form: Form, name: str, limit: int = 200) -> str:
     value = form.get(name, "")
     return value.strip()[:limit] if isinstance(value, str) else ""
 
@@ -165,8 +138,8 @@ class Refused(Exception):
 # --- own account ------------------------------------------------------------------------
 
 
-@page(session_only=True)
-def account(request: Request, form: FormData) -> Response:
+@page(None, session_only=True)
+def account(request: Request, form: Form) -> Response:
     return _account_page(request)
 
 
@@ -188,8 +161,8 @@ def _account_page(request: Request, status: int = 200, new_token: str = "", erro
         "max_length": auth.PASSWORD_MAX}, status_code=status)
 
 
-@page(session_only=True)
-def account_password(request: Request, form: FormData) -> Response:
+@page(None, session_only=True)
+def account_password(request: Request, form: Form) -> Response:
     me = _me(request)
     current, new, again = (str(form.get(n, "")) for n in ("current_password", "new_password", "new_password_again"))
     errors: dict[str, str] = {}
@@ -218,8 +191,8 @@ def account_password(request: Request, form: FormData) -> Response:
     return response
 
 
-@page(session_only=True)
-def account_totp(request: Request, form: FormData) -> Response:
+@page(None, session_only=True)
+def account_totp(request: Request, form: Form) -> Response:
     return _totp_page(request)
 
 
@@ -238,8 +211,8 @@ def _totp_page(request: Request, status: int = 200, error: str = "") -> Response
         "error": error or flash["error"], "message": flash["message"]}, status_code=status)
 
 
-@page(session_only=True)
-def account_totp_start(request: Request, form: FormData) -> Response:
+@page(None, session_only=True)
+def account_totp_start(request: Request, form: Form) -> Response:
     me = _me(request)
     with platform_of(request).session() as db:
         user = db.get(User, me.id)
@@ -250,8 +223,8 @@ def account_totp_start(request: Request, form: FormData) -> Response:
     return _back("/account/totp")
 
 
-@page(session_only=True)
-def account_totp_confirm(request: Request, form: FormData) -> Response:
+@page(None, session_only=True)
+def account_totp_confirm(request: Request, form: Form) -> Response:
     me = _me(request)
     with platform_of(request).session() as db:
         user = db.get(User, me.id)
@@ -268,8 +241,8 @@ def account_totp_confirm(request: Request, form: FormData) -> Response:
     return _back("/account", message=_("Two-step verification is on."))
 
 
-@page(session_only=True)
-def account_totp_disable(request: Request, form: FormData) -> Response:
+@page(None, session_only=True)
+def account_totp_disable(request: Request, form: Form) -> Response:
     me = _me(request)
     platform = platform_of(request)
     with platform.reading() as db:
@@ -285,8 +258,8 @@ def account_totp_disable(request: Request, form: FormData) -> Response:
     return _back("/account", message=_("Two-step verification is off."))
 
 
-@page(session_only=True)
-def account_token_create(request: Request, form: FormData) -> Response:
+@page(None, session_only=True)
+def account_token_create(request: Request, form: Form) -> Response:
     me = _me(request)
     name = _field(form, "name", 80)
     if not name:
@@ -305,8 +278,8 @@ def account_token_create(request: Request, form: FormData) -> Response:
     return response
 
 
-@page(session_only=True)
-def account_token_revoke(request: Request, form: FormData) -> Response:
+@page(None, session_only=True)
+def account_token_revoke(request: Request, form: Form) -> Response:
     me = _me(request)
     with platform_of(request).session() as db:
         token = db.get(ApiToken, request.path_params["token_id"])
@@ -322,7 +295,7 @@ def account_token_revoke(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def users_page(request: Request, form: FormData) -> Response:
+def users_page(request: Request, form: Form) -> Response:
     q = request.query_params.get("q", "").strip()[:80]
     state = request.query_params.get("state", "")
     with platform_of(request).session() as db:
@@ -348,7 +321,7 @@ def _roles_for_form(db: Session, actor: auth.CurrentUser) -> list[dict[str, Any]
 
 
 @page(ADMIN_USERS)
-def user_new(request: Request, form: FormData) -> Response:
+def user_new(request: Request, form: Form) -> Response:
     me = _me(request)
     values = {"login": "", "name": "", "team": "", "roles": set()}
     errors: dict[str, str] = {}
@@ -400,7 +373,7 @@ def user_new(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def user_page(request: Request, form: FormData) -> Response:
+def user_page(request: Request, form: Form) -> Response:
     return _user_page(request, request.path_params["user_id"])
 
 
@@ -446,7 +419,7 @@ def _change_user(request: Request, action: Callable[[Session, User, auth.Current
 
 
 @page(ADMIN_USERS)
-def user_update(request: Request, form: FormData) -> Response:
+def user_update(request: Request, form: Form) -> Response:
     wanted_roles = {int(v) for v in form.getlist("roles") if isinstance(v, str) and v.isdigit()}
     name, team = _field(form, "name", 120), _field(form, "team", 80)
     language = _field(form, "language", 8)
@@ -482,7 +455,7 @@ def user_update(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def user_disable(request: Request, form: FormData) -> Response:
+def user_disable(request: Request, form: Form) -> Response:
     def action(db: Session, user: User, me: auth.CurrentUser) -> str:
         if user.id == me.id:
             raise Refused(_("You cannot disable yourself."))
@@ -499,7 +472,7 @@ def user_disable(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def user_enable(request: Request, form: FormData) -> Response:
+def user_enable(request: Request, form: Form) -> Response:
     def action(db: Session, user: User, me: auth.CurrentUser) -> str:
         if not may_grant(me, user.permissions):
             raise Refused(_("You cannot change a user who holds permissions you do not have."))
@@ -513,8 +486,7 @@ def user_enable(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def user_password(request: Request, form: FormData) -> Response:
-    me = _me(request)
+def user_password(request: Request, form: Form) -> Response:
     user_id = request.path_params["user_id"]
     password = str(form.get("password", ""))
     generated = ""
@@ -547,7 +519,7 @@ def user_password(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def user_unlock(request: Request, form: FormData) -> Response:
+def user_unlock(request: Request, form: Form) -> Response:
     def action(db: Session, user: User, me: auth.CurrentUser) -> str:
         auth.clear_failures(db, user.login)
         audit.record(db, "users.unlock", actor=me, target=f"user:{user.id}", detail={"login": user.login},
@@ -558,7 +530,7 @@ def user_unlock(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def user_totp_reset(request: Request, form: FormData) -> Response:
+def user_totp_reset(request: Request, form: Form) -> Response:
     def action(db: Session, user: User, me: auth.CurrentUser) -> str:
         if not may_grant(me, user.permissions):
             raise Refused(_("You cannot change a user who holds permissions you do not have."))
@@ -575,7 +547,7 @@ def user_totp_reset(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def tokens_page(request: Request, form: FormData) -> Response:
+def tokens_page(request: Request, form: Form) -> Response:
     state = request.query_params.get("state", "active")
     with platform_of(request).reading() as db:
         query = select(ApiToken, User.login).join(User, User.id == ApiToken.user_id).order_by(ApiToken.id.desc())
@@ -590,7 +562,7 @@ def tokens_page(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def token_revoke(request: Request, form: FormData) -> Response:
+def token_revoke(request: Request, form: Form) -> Response:
     me = _me(request)
     back = _field(form, "back", 200)
     back = back if back.startswith("/admin/") else "/admin/tokens"
@@ -614,7 +586,7 @@ def _role_users(db: Session) -> dict[int, int]:
 
 
 @page(ADMIN_USERS)
-def roles_page(request: Request, form: FormData) -> Response:
+def roles_page(request: Request, form: Form) -> Response:
     return _roles_page(request)
 
 
@@ -651,7 +623,7 @@ def _save_permissions(request: Request, db: Session, role: Role, wanted: set[str
 
 
 @page(ADMIN_USERS)
-def roles_save(request: Request, form: FormData) -> Response:
+def roles_save(request: Request, form: Form) -> Response:
     """The whole matrix: checkboxes named ``<role id>:<permission>``; ``roles`` lists the
     role columns the form showed (others are left alone)."""
     me = _me(request)
@@ -677,7 +649,7 @@ def roles_save(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def role_new(request: Request, form: FormData) -> Response:
+def role_new(request: Request, form: Form) -> Response:
     me = _me(request)
     values = {"name": _field(form, "name", 80), "label_zh": _field(form, "label_zh", 80),
               "label_en": _field(form, "label_en", 80)}
@@ -702,7 +674,7 @@ def role_new(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def role_page(request: Request, form: FormData) -> Response:
+def role_page(request: Request, form: Form) -> Response:
     me = _me(request)
     with platform_of(request).reading() as db:
         role = db.get(Role, request.path_params["role_id"])
@@ -719,7 +691,7 @@ def role_page(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def role_save(request: Request, form: FormData) -> Response:
+def role_save(request: Request, form: Form) -> Response:
     me = _me(request)
     role_id = request.path_params["role_id"]
     wanted = {v for v in form.getlist("permissions") if isinstance(v, str)}
@@ -746,7 +718,7 @@ def role_save(request: Request, form: FormData) -> Response:
 
 
 @page(ADMIN_USERS)
-def role_delete(request: Request, form: FormData) -> Response:
+def role_delete(request: Request, form: Form) -> Response:
     me = _me(request)
     role_id = request.path_params["role_id"]
     try:
@@ -780,7 +752,7 @@ def _date(value: str, end: bool = False) -> datetime | None:
 
 
 @page(VIEW_AUDIT)
-def audit_page(request: Request, form: FormData) -> Response:
+def audit_page(request: Request, form: Form) -> Response:
     params = request.query_params
     values = {k: params.get(k, "").strip()[:120] for k in ("actor", "action", "since", "until", "q")}
     filters = audit.AuditFilter(actor=values["actor"], action=values["action"], since=_date(values["since"]),

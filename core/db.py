@@ -10,8 +10,9 @@ from __future__ import annotations
 import sqlite3
 import time
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, Select, create_engine, event, func, select
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -34,6 +35,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def count_rows(db: Session, statement: Select[Any], up_to: int | None = None) -> int:
+    """How many rows ``statement`` gives; with ``up_to``, counting stops after ``up_to + 1``
+    (a list shows "1000+": counting a whole table costs more than the page itself)."""
+    if up_to is not None:
+        statement = statement.limit(up_to + 1)
+    return db.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every backend (SQLite stores naive values)."""
 
@@ -53,10 +62,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+BUSY_TIMEOUT = 30.0  # seconds SQLite waits for a lock (a writer for the write lock) before giving up
+
+
 def make_engine(url: str, **kwargs: object) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and real transactions around DDL."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False}, **kwargs)
         _configure_sqlite(engine)
         return engine
     return create_engine(psycopg_url(url), pool_pre_ping=True, **kwargs)
@@ -80,7 +92,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -94,10 +106,9 @@ def _configure_sqlite(engine: Engine) -> None:
             driver.execute("BEGIN")
 
 
-WRITE_LOCK_TIMEOUT = 30.0  # seconds a writer waits for SQLite's write lock before giving up
 
 
-def begin_immediate(driver: sqlite3.Connection, timeout: float = WRITE_LOCK_TIMEOUT) -> None:
+def begin_immediate(driver: sqlite3.Connection, timeout: float = BUSY_TIMEOUT) -> None:
     """``BEGIN IMMEDIATE``: take SQLite's write lock up front, so that two writers queue
     instead of failing with "database is locked" when a reader upgrades to a writer.
 
@@ -120,7 +131,7 @@ def begin_immediate(driver: sqlite3.Connection, timeout: float = WRITE_LOCK_TIME
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
     finally:
-        driver.execute("PRAGMA busy_timeout=30000")
+        driver.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

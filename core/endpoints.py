@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, Response
 
 from kehu.errors import CONTROL_CHARACTERS, Invalid
 from kehu.i18n import gettext as _
-from kehu.web import ApiError, requires
+from kehu.web import ApiError, current_user, requires
 
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 MAX_JSON_BYTES = 1024 * 1024
@@ -154,13 +154,19 @@ def api(permission: str, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Callable[[
     return decorate
 
 
-def page(permission: str, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Callable[[Handler], Handler]:
-    """A staff page ``handler(request, form) -> Response`` needing ``permission``; ``form`` is
-    the submitted :class:`Form` of a POST (empty for GET)."""
+def page(permission: str | None, max_upload_bytes: int = MAX_UPLOAD_BYTES, *,
+         session_only: bool = False) -> Callable[[Handler], Handler]:
+    """A staff page ``handler(request, form) -> Response`` needing ``permission`` (None: any
+    logged-in user); ``form`` is the submitted :class:`Form` of a POST (empty for GET).
+    ``session_only``: refused to API tokens (a stolen token must not change a password or a
+    second factor, nor mint more tokens)."""
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
+            user = current_user(request)
+            if session_only and user is not None and user.via_token:
+                raise ApiError(403, "forbidden", _("This page needs a login session, not an API token."))
             refuse_control_characters(request.query_params.multi_items())
             form = await read_body(request, max_upload_bytes) if request.method == "POST" else Form()
             if not isinstance(form, Form):  # JSON posted to a page: its members are the fields

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from kehu import rbac
 from kehu.auth import CurrentUser
+from kehu.db import count_rows
 from kehu.i18n import gettext as _
 from kehu.platform import Platform
 
@@ -233,10 +234,8 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
         next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id)
     if not query.cursor and not query.offset and not next_cursor:
         return Page(items=items, total=len(items), next_cursor="", offset=0, limit=query.limit)
-    counted = filtered(platform, user, query, fields, base=select(Contact.id), common_tags=common)
-    if count_up_to is not None:
-        counted = counted.limit(count_up_to + 1)
-    total = db.scalar(select(func.count()).select_from(counted.subquery())) or 0
+    total = count_rows(db, filtered(platform, user, query, fields, base=select(Contact.id), common_tags=common),
+                       up_to=count_up_to)
     capped = count_up_to is not None and total > count_up_to
     return Page(items=items, total=total, next_cursor=next_cursor, offset=query.offset, limit=query.limit,
                 total_capped=capped)

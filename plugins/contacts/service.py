@@ -26,7 +26,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from kehu import audit, crypto, events, rbac
 from kehu.auth import CurrentUser
-from kehu.errors import CONTROL_CHARACTERS, Conflict, DomainError, Forbidden, Invalid, NotFound
+from kehu.errors import CONTROL_CHARACTERS, Conflict, Forbidden, Invalid, NotFound
 from kehu.db import utcnow
 from kehu.i18n import gettext as _
 from kehu.models import User

@@ -16,15 +16,15 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from kehu import audit, auth, events, rbac
 from kehu.auth import CurrentUser
-from kehu.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from kehu.db import utcnow
+from kehu.errors import Conflict, Forbidden, Invalid, NotFound
+from kehu.db import count_rows, utcnow
 from kehu.i18n import gettext as _
 from kehu.i18n import pick
 from kehu.models import User
@@ -328,10 +328,7 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery,
     shows "1000+"): counting every ticket of a busy team costs more than the page itself.
     """
     stmt = filtered(platform, db, user, query, now)
-    counted = stmt.order_by(None).with_only_columns(Ticket.id)
-    if count_up_to is not None:
-        counted = counted.limit(count_up_to + 1)
-    total = db.scalar(select(func.count()).select_from(counted.subquery())) or 0
+    total = count_rows(db, stmt.with_only_columns(Ticket.id), up_to=count_up_to)
     if query.view == "breaching":
         order = [Ticket.next_due_at.asc(), Ticket.id.asc()]
     else:
