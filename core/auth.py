@@ -33,6 +33,7 @@ API tokens
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -44,7 +45,7 @@ from urllib.parse import quote
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from kehu import crypto
@@ -526,14 +527,36 @@ def _current_user(row: Any, permissions: frozenset[str], **extra: Any) -> Curren
                        language=row.language, permissions=permissions, **extra)
 
 
-def _rows_with_permissions(db: Session, statement: Any) -> tuple[Any, frozenset[str]]:
-    """Run ``statement`` (one user's row) joined with that user's permissions: one row per
-    permission, in one round trip. Returns the first row (or None) and the permissions."""
+def _with_permissions(statement: Any) -> Any:
+    """``statement`` (one user's row) joined with that user's permissions: one row per
+    permission, so that the user and what they may do come in one round trip."""
     from kehu.models import RolePermission, UserRole
 
-    rows = db.execute(statement.add_columns(RolePermission.permission)
-                      .outerjoin(UserRole, UserRole.user_id == User.id)
-                      .outerjoin(RolePermission, RolePermission.role_id == UserRole.role_id)).all()
+    return (statement.add_columns(RolePermission.permission)
+            .outerjoin(UserRole, UserRole.user_id == User.id)
+            .outerjoin(RolePermission, RolePermission.role_id == UserRole.role_id))
+
+
+@functools.cache
+def _session_lookup() -> Any:
+    # Built once: every request runs it, and building a SELECT with its joins cost more
+    # than running it (the digest is a bound parameter).
+    return _with_permissions(select(
+        AuthSession.id_hash, AuthSession.csrf_token, AuthSession.created_at, AuthSession.last_seen_at,
+        AuthSession.second_factor_pending, *_USER_COLUMNS).join(User, User.id == AuthSession.user_id)
+        .where(AuthSession.id_hash == bindparam("digest"), User.active.is_(True)))
+
+
+@functools.cache
+def _token_lookup() -> Any:
+    return _with_permissions(select(ApiToken.last_used_at, *_USER_COLUMNS).join(User, User.id == ApiToken.user_id)
+                             .where(ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None),
+                                    User.active.is_(True)))
+
+
+def _rows_with_permissions(db: Session, statement: Any, digest: str) -> tuple[Any, frozenset[str]]:
+    """The first row of a lookup (or None) and the user's permissions."""
+    rows = db.execute(statement, {"digest": digest}).all()
     if not rows:
         return None, frozenset()
     return rows[0], frozenset(row.permission for row in rows if row.permission is not None)
@@ -541,10 +564,7 @@ def _rows_with_permissions(db: Session, statement: Any) -> tuple[Any, frozenset[
 
 def find_session(db: Session, cookie_value: str, allow_pending: bool = False) -> Found:
     """The session's user, read only (this runs on every request: one indexed query)."""
-    row, permissions = _rows_with_permissions(db, select(
-        AuthSession.id_hash, AuthSession.csrf_token, AuthSession.created_at, AuthSession.last_seen_at,
-        AuthSession.second_factor_pending, *_USER_COLUMNS).join(User, User.id == AuthSession.user_id)
-        .where(AuthSession.id_hash == _digest(cookie_value), User.active.is_(True)))
+    row, permissions = _rows_with_permissions(db, _session_lookup(), _digest(cookie_value))
     if row is None or (row.second_factor_pending and not allow_pending):
         return Found(None)
     now = utcnow()
@@ -591,10 +611,7 @@ def find_token(db: Session, raw: str) -> Found:
     """The token's user, read only."""
     if not raw.startswith(TOKEN_PREFIX):
         return Found(None)
-    row, permissions = _rows_with_permissions(db, select(ApiToken.last_used_at, *_USER_COLUMNS)
-                                              .join(User, User.id == ApiToken.user_id)
-                                              .where(ApiToken.token_hash == _digest(raw),
-                                                     ApiToken.revoked_at.is_(None), User.active.is_(True)))
+    row, permissions = _rows_with_permissions(db, _token_lookup(), _digest(raw))
     if row is None:
         return Found(None)
     touch = row.last_used_at is None or utcnow() - row.last_used_at > TOKEN_TOUCH_EVERY

@@ -41,6 +41,7 @@ from sqlalchemy import Engine, column, create_engine, delete, false, inspect, ta
 from sqlalchemy.engine import make_url
 
 from kehu import crypto, events
+from kehu.db import refresh_statistics
 
 if TYPE_CHECKING:  # pragma: no cover
     from kehu.config import Settings
@@ -51,11 +52,13 @@ log = logging.getLogger(__name__)
 DELIVER_EVENT_TASK = events.DELIVER_TASK
 RELAY_OUTBOX_TASK = "core.relay_outbox"
 PURGE_BROKER_TASK = "core.purge_broker"
+REFRESH_STATISTICS_TASK = "core.refresh_statistics"
 
 #: The queue every Kehu task goes to (a Redis shared with other applications stays tidy).
 DEFAULT_QUEUE = "kehu"
 RELAY_INTERVAL = timedelta(seconds=10)
 PURGE_INTERVAL = timedelta(minutes=5)
+STATISTICS_INTERVAL = timedelta(hours=6)
 #: Consumed messages of the SQL transport older than this are deleted by ``core.purge_broker``.
 CONSUMED_MESSAGE_RETENTION = timedelta(minutes=5)
 #: How long a SQLite broker connection waits for the file's write lock.
@@ -212,9 +215,13 @@ def _register_core_tasks(app: Celery, platform: Platform) -> None:
     def purge_broker_task() -> None:
         purge_broker(platform)
 
+    def refresh_statistics_task() -> None:
+        refresh_statistics(platform.engine)
+
     _register(app, DELIVER_EVENT_TASK, deliver_event)
     _register(app, RELAY_OUTBOX_TASK, relay_outbox)
     _register(app, PURGE_BROKER_TASK, purge_broker_task)
+    _register(app, REFRESH_STATISTICS_TASK, refresh_statistics_task)
 
 
 def _register_plugin_tasks(app: Celery, platform: Platform) -> None:
@@ -253,6 +260,8 @@ def beat_schedule(platform: Platform, app: Celery) -> dict[str, dict[str, Any]]:
     }
     if is_sql_broker(platform.settings.broker_url):
         schedule[PURGE_BROKER_TASK] = _schedule_entry(PURGE_BROKER_TASK, PURGE_INTERVAL, {})
+    if platform.engine.dialect.name == "sqlite":
+        schedule[REFRESH_STATISTICS_TASK] = _schedule_entry(REFRESH_STATISTICS_TASK, STATISTICS_INTERVAL, {})
     for impl in platform.pm.hook.kehu_schedules.get_hookimpls():
         plugin = impl.plugin_name
         try:

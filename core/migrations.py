@@ -25,7 +25,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import rev_id
 from sqlalchemy import Connection, Engine
 
-from kehu.db import Model
+from kehu.db import Model, refresh_statistics
 from kehu.platform import Platform, declared_tables
 
 TEMPLATE = Path(__file__).parent / "migration_template" / "script.py.mako"
@@ -184,6 +184,7 @@ def upgrade_all(platform: Platform) -> list[tuple[str, str | None, str | None]]:
             errors.append(str(exc))
             continue
         results.append((mm.module, before, after))
+    refresh_statistics(platform.engine)  # new indexes have none; SQLite's planner needs them
     if errors:
         raise MigrationError("; ".join(errors))
     return results

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from kehu.db import begin_immediate, make_engine
+from kehu.db import begin_immediate, make_engine, refresh_statistics
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -69,4 +69,32 @@ def test_reading_connections_do_not_wait_for_a_writer(tmp_path: Path) -> None:
                 assert reader.execute(text("SELECT count(*) FROM t")).scalar_one() == 1  # the committed state
                 reader.rollback()
                 reader.info.pop("write")
+    engine.dispose()
+
+
+def test_refreshed_statistics_lead_the_planner_to_the_selective_index(tmp_path: Path) -> None:
+    # As after a migration: the table has statistics, its new indexes none. The planner then
+    # takes each equality as selective and reads every row of a team ("team or owner")
+    # instead of walking the due-date index.
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, team TEXT, owner INTEGER, due INTEGER, "
+                                "other INTEGER)"))
+        connection.execute(text("CREATE INDEX ix_other ON t (other)"))
+        connection.execute(text("INSERT INTO t (team, owner, due, other) VALUES (:team, :owner, :due, :other)"),
+                           [{"team": "a" if n % 2 else "b", "owner": n % 50, "due": n if n % 10 == 0 else None,
+                             "other": n} for n in range(20_000)])
+        connection.execute(text("ANALYZE"))
+        for ddl in ("CREATE INDEX ix_team ON t (team, owner)", "CREATE INDEX ix_owner ON t (owner, team)",
+                    "CREATE INDEX ix_due ON t (due, team, owner)"):
+            connection.execute(text(ddl))
+    query = "EXPLAIN QUERY PLAN SELECT id FROM t WHERE (team = 'a' OR owner = 3) AND due < 5000 ORDER BY due"
+
+    def plan() -> str:
+        with engine.connect() as connection:
+            return " | ".join(row[-1] for row in connection.execute(text(query)))
+
+    assert "ix_team" in plan()  # the guess
+    assert refresh_statistics(engine) is True
+    assert "ix_due" in plan() and "ix_team" not in plan()
     engine.dispose()

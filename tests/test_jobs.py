@@ -96,6 +96,8 @@ def test_schedules_go_into_beat_schedule_with_the_core_ones(dep: Deployment) -> 
     assert schedule["core.relay_outbox"]["schedule"] == jobs.RELAY_INTERVAL
     # Only the SQL transport keeps consumed messages to purge.
     assert ("core.purge_broker" in schedule) == (dep.broker == "sqlite")
+    # Only SQLite lacks an automatic refresh of the planner's statistics.
+    assert ("core.refresh_statistics" in schedule) == (dep.platform.engine.dialect.name == "sqlite")
 
 
 def test_purge_broker_deletes_consumed_messages_only(dep: Deployment) -> None:
