@@ -67,6 +67,36 @@ def ticket_dict(platform: Platform, db: Session, user: CurrentUser, ticket: Tick
     }
 
 
+def queue_rows(platform: Platform, tickets: list[dict[str, Any]]) -> list[SimpleNamespace]:
+    """Queue rows for the page: a :func:`ticket_dict` with its labels and local times worked
+    out here, once per row. A queue shows up to 500 rows, and the same work done by template
+    calls (a gettext, a time-zone conversion, a label look-up per badge) cost a third of the page.
+    """
+    zone = service.timezone(platform)
+    labels = {"response": _("Response"), "resolution": _("Resolution")}
+    priorities = {p: service.priority_label(p) for p in ("low", "normal", "high", "urgent")}
+    rows = []
+    for ticket in tickets:
+        clocks = []
+        for name in ("response", "resolution"):
+            found = ticket["sla"][name]
+            if found is None or (name == "response" and found["state"] == "met"):
+                continue
+            due = found["due_at"] if found["state"] == "running" else None
+            clocks.append(SimpleNamespace(
+                state=found["state"], name=labels[name], state_label=clock_label(found["state"]),
+                due_text=_short_time(datetime.fromisoformat(due), zone) if due else ""))
+        rows.append(for_template({
+            **ticket, "sla": None, "clocks": clocks, "select_label": _("Select %(number)s", number=ticket["number"]),
+            "priority_label": priorities.get(ticket["priority"], ticket["priority"]),
+            "created_text": _short_time(datetime.fromisoformat(ticket["created_at"]), zone)}))
+    return rows
+
+
+def _short_time(moment: datetime, zone: Any) -> str:
+    return moment.astimezone(zone).strftime("%m-%d %H:%M")
+
+
 def for_template(value: Any) -> Any:
     """A ticket dict (nested dicts included) as objects with attributes, for templates: Jinja
     reads ``t.number`` by trying an attribute first, and failing on a dict for every field of

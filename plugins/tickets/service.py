@@ -87,15 +87,26 @@ def timezone(platform: Platform) -> ZoneInfo:
 
 
 def business_calendar(platform: Platform, db: Session) -> sla.BusinessCalendar:
-    """Working hours and weekdays from the settings, holidays and make-up days from the table."""
+    """Working hours and weekdays from the settings, holidays and make-up days from the table.
+
+    While these stay the same, every request gets the same calendar object, which keeps the
+    working windows it worked out (each queue page would otherwise work out the same days again).
+    """
+    global _last_calendar
     opens, closes = sla.parse_hours(setting(platform, "business_hours"))
     days = db.execute(select(CalendarDay.day, CalendarDay.kind)).all()
-    return sla.BusinessCalendar(
+    calendar = sla.BusinessCalendar(
         timezone=timezone(platform), opens=opens, closes=closes,
         weekdays=sla.parse_weekdays(setting(platform, "weekdays")),
         holidays=frozenset(day for day, kind in days if kind == HOLIDAY),
         workdays=frozenset(day for day, kind in days if kind == WORKDAY),
     )
+    if calendar != _last_calendar:
+        _last_calendar = calendar
+    return _last_calendar
+
+
+_last_calendar: sla.BusinessCalendar | None = None
 
 
 # --- Reference data: statuses, transitions, categories, policies -------------------------------------
@@ -991,7 +1002,8 @@ def workers_for_assignment(db: Session) -> list[tuple[int, str, str]]:
     return [(u.id, u.name or u.login, u.team) for u in auth.holders_of(db, security.WRITE)]
 
 
-def alerts_for(db: Session, user_id: int, limit: int = 20) -> list[tuple[SlaAlert, Ticket]]:
-    rows = db.execute(select(SlaAlert, Ticket).join(Ticket, Ticket.id == SlaAlert.ticket_id)
-                      .where(SlaAlert.user_id == user_id).order_by(SlaAlert.created_at.desc()).limit(limit)).all()
-    return [(alert, ticket) for alert, ticket in rows]
+def alerts_for(db: Session, user_id: int, limit: int = 20) -> list[Any]:
+    """The latest SLA alerts sent to a user: rows of ``kind``, ``created_at``, ``ticket_id``, ``number``."""
+    return list(db.execute(select(SlaAlert.kind, SlaAlert.created_at, Ticket.id.label("ticket_id"), Ticket.number)
+                           .join(Ticket, Ticket.id == SlaAlert.ticket_id).where(SlaAlert.user_id == user_id)
+                           .order_by(SlaAlert.created_at.desc()).limit(limit)).all())

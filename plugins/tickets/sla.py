@@ -14,6 +14,7 @@ pauses left out, reaches the target; the clock is *breached* from that moment on
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -46,10 +47,17 @@ class BusinessCalendar:
     # Each day's window, once worked out: a queue page walks the same days for every ticket.
     _windows: dict[date, tuple[datetime, datetime] | None] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    # Sorted, for counting the exceptions within a span by bisection (see working_days).
+    _days_off: tuple[date, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
+    _extra_days: tuple[date, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.closes <= self.opens:
             raise ValueError("working hours must close after they open")
+        object.__setattr__(self, "_days_off", tuple(sorted(
+            day for day in self.holidays if day.weekday() in self.weekdays and day not in self.workdays)))
+        object.__setattr__(self, "_extra_days", tuple(sorted(
+            day for day in self.workdays if day.weekday() not in self.weekdays)))
 
     # -- days ----------------------------------------------------------------------------
 
@@ -118,9 +126,8 @@ class BusinessCalendar:
             return 0
         weeks, rest = divmod(days, 7)
         count = weeks * len(self.weekdays) + sum((first.weekday() + i) % 7 in self.weekdays for i in range(rest))
-        count -= sum(first <= day <= last and day.weekday() in self.weekdays and day not in self.workdays
-                     for day in self.holidays)
-        count += sum(first <= day <= last and day.weekday() not in self.weekdays for day in self.workdays)
+        count -= bisect_right(self._days_off, last) - bisect_left(self._days_off, first)
+        count += bisect_right(self._extra_days, last) - bisect_left(self._extra_days, first)
         return count
 
     def _part_of_day(self, day: date, start: datetime, end: datetime) -> timedelta:
