@@ -116,8 +116,26 @@ def emit(
         raise ValueError(f"payload of event {name!r} is not plain JSON: {exc}") from None
     row = OutboxEvent(name=name, payload=payload, actor_id=actor_id, attempts=0, last_error="")
     session.add(row)
-    session.info.setdefault(_SESSION_KEY, []).append(row)
+    if _nobody_listens():
+        # Delivering it would offer it to no handler and mark it handled: do that now, and
+        # spare the broker message, the worker's transaction and the dispatch record.
+        row.handled_at = utcnow()
+    else:
+        session.info.setdefault(_SESSION_KEY, []).append(row)
     return row
+
+
+def _nobody_listens() -> bool:
+    """True when this process's platform has no ``kehu_on_event`` implementation (the
+    modules enabled everywhere are the same, within the seconds a process takes to notice)."""
+    from kehu.platform import current
+
+    try:
+        platform = current()
+    except RuntimeError:
+        return False  # no platform here: leave the event to dispatch and the relay
+    return not any(not (impl.hookwrapper or getattr(impl, "wrapper", False))
+                   for impl in platform.pm.hook.kehu_on_event.get_hookimpls())
 
 
 def _persisted_event_ids(rows: Iterable[OutboxEvent]) -> list[int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kehu import events, jobs  # noqa: E402
 from kehu.db import utcnow  # noqa: E402
 from kehu.models import OutboxEvent  # noqa: E402
-from kehu.platform import set_current  # noqa: E402
+from kehu.platform import Platform, set_current  # noqa: E402
 from plugins_for_tests.events_probe.harness import (  # noqa: E402
     Deployment,
     backend_params,
@@ -213,3 +213,22 @@ def test_emit_rejects_bad_names_and_payloads(dep: Deployment) -> None:
         with pytest.raises(ValueError, match="plain JSON"):
             events.emit(session, "probe.bad", {"when": utcnow()})
         assert not session.new
+
+
+def test_event_nobody_handles_is_recorded_handled_without_a_broker_message(
+        platform_factory: Callable[..., Platform]) -> None:
+    platform = platform_factory("contacts")  # no enabled module implements kehu_on_event
+    set_current(platform)
+    try:
+        assert not platform.pm.hook.kehu_on_event.get_hookimpls()
+        with platform.session() as session:
+            row = events.emit(session, "contacts.updated", {"contact_id": 1})
+            session.flush()
+            event_id = row.id
+        with platform.sessions() as session:
+            stored = session.get(OutboxEvent, event_id)
+            assert stored is not None and stored.handled_at is not None
+            assert stored.dispatched_at is None and stored.attempts == 0  # never sent to the broker
+        assert events.relay(platform) == 0  # and the relay has nothing to send
+    finally:
+        platform.close()
