@@ -14,7 +14,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import DBAPIError
 
-from kehu.config import Settings
+from kehu.config import Settings, SettingsError
 from kehu.platform import Platform
 
 
@@ -361,9 +361,13 @@ def main(argv: list[str] | None = None) -> Any:
 
     security_cli.register(cli)
     cli.add_command(keys_cli.keys)
-    if not (argv or sys.argv[1:])[:1] or (argv or sys.argv[1:])[0] not in cli.commands:
-        _plugin_commands(cli)
-    return cli.main(args=argv, prog_name="kehu")
+    try:
+        if not (argv or sys.argv[1:])[:1] or (argv or sys.argv[1:])[0] not in cli.commands:
+            _plugin_commands(cli)
+        return cli.main(args=argv, prog_name="kehu")
+    except SettingsError as exc:  # whichever command read the settings first: one line, not a traceback
+        click.echo(f"kehu: configuration error: {exc}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

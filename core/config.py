@@ -12,6 +12,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
+class SettingsError(ValueError):
+    """An environment variable holds a value Kehu cannot use; the message names it."""
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -65,5 +69,5 @@ def _whole_number(env: dict[str, str], name: str, default: int) -> int:
     if not raw:
         return default
     if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, not {raw!r}")
+        raise SettingsError(f"{name} must be a whole number of at least 1, not {raw!r}")
     return int(raw)

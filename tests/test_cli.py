@@ -1,0 +1,23 @@
+"""The ``kehu`` command line as a whole (each command group is tested with its module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kehu.cli import main
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3"])
+def test_a_bad_setting_is_one_line_and_exit_code_2_whatever_the_command(
+        value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KEHU_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KEHU_DATABASE_URL", f"sqlite:///{tmp_path / 'kehu.sqlite3'}")
+    monkeypatch.setenv("KEHU_WEB_THREADS", value)
+    with pytest.raises(SystemExit) as stopped:
+        main(["modules", "list"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert error.strip().splitlines() == [
+        f"kehu: configuration error: KEHU_WEB_THREADS must be a whole number of at least 1, not {value!r}"]
