@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from kehu.errors import CONTROL_CHARACTERS, Invalid
+from kehu.errors import CONTROL_CHARACTERS, Invalid, MalformedBody, TooLarge
 from kehu.i18n import gettext as _
 from kehu.web import ApiError, current_user, requires
 
@@ -101,8 +101,9 @@ def refuse_control_characters(pairs: Iterable[tuple[str, Any]]) -> None:
 
 async def read_body(request: Request, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> dict[str, Any]:
     """The request's JSON object, or its :class:`Form`, or ``{}`` (an empty form for a
-    method without a body). Raises :class:`~kehu.web.ApiError` for a body too large or not
-    JSON, :class:`~kehu.errors.Invalid` for text with control characters."""
+    method without a body). Raises :class:`~kehu.errors.TooLarge` for a body over the limit,
+    :class:`~kehu.errors.MalformedBody` for one that is not a JSON object, and
+    :class:`~kehu.errors.Invalid` for text with control characters."""
     if request.method not in BODY_METHODS:
         return Form()
     content_type = request.headers.get("content-type", "")
@@ -110,7 +111,7 @@ async def read_body(request: Request, max_upload_bytes: int = MAX_UPLOAD_BYTES) 
     limit = max_upload_bytes if is_form else MAX_JSON_BYTES
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", _("The request body is too large."))
+        raise TooLarge(_("The request body is too large."))
     if is_form:
         pairs: list[tuple[str, Any]] = []
         async with request.form() as form:
@@ -125,15 +126,15 @@ async def read_body(request: Request, max_upload_bytes: int = MAX_UPLOAD_BYTES) 
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > limit:
-            raise ApiError(413, "too_large", _("The request body is too large."))
+            raise TooLarge(_("The request body is too large."))
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
-        raise ApiError(400, "bad_json", _("The request body is not valid JSON.")) from None
+        raise MalformedBody(_("The request body is not valid JSON.")) from None
     if not isinstance(body, dict):
-        raise ApiError(400, "bad_json", _("The request body must be a JSON object."))
+        raise MalformedBody(_("The request body must be a JSON object."))
     refuse_control_characters(body.items())
     return body
 

@@ -47,3 +47,15 @@ class Invalid(DomainError):
 
 class Conflict(DomainError):
     status, code = 409, "conflict"
+
+
+class TooLarge(DomainError):
+    """A request body over the endpoint's limit."""
+
+    status, code = 413, "too_large"
+
+
+class MalformedBody(DomainError):
+    """A request body that is not what the endpoint reads (not JSON, not a JSON object)."""
+
+    status, code = 400, "bad_json"

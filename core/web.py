@@ -102,7 +102,8 @@ async def domain_error(request: Request, exc: Exception) -> Response:
         body = error_body(exc.status, exc.message, exc.code, exc.fields)
         body["error"].update(_jsonable(exc.extra))
         return JSONResponse(body, status_code=exc.status)
-    return render(request, "error.html", {"status": exc.status, "message": exc.message}, status_code=exc.status)
+    return render(request, "error.html", {"status": exc.status, "message": exc.message, "fields": exc.fields},
+                  status_code=exc.status)
 
 
 def _jsonable(value: Any) -> Any:

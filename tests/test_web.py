@@ -44,3 +44,24 @@ def test_openapi_documents_bare_prefixes(settings: Settings, platform_factory: C
     assert {"get", "post"} <= set(document["paths"]["/api/contacts"])
     assert "/api/contacts/" not in document["paths"]
     assert "/api/contacts/{id}" in document["paths"]
+
+
+def test_a_refused_page_request_shows_each_fields_message(settings: Settings, platform_factory: Callable) -> None:
+    platform = platform_factory("contacts")
+    _, password = create_user(platform, "boss", ("admin",))
+    client = web_client(settings, "boss", password)
+    refused = client.get("/contacts/?q=%00&city=ok")
+    assert refused.status_code == 422
+    assert '<ul class="field-errors">' in refused.text and "<strong>q</strong>" in refused.text
+    assert "<strong>city</strong>" not in refused.text  # only the fields that were refused
+
+
+def test_a_body_that_is_not_a_json_object_is_a_domain_error_answered_as_json(
+        settings: Settings, platform_factory: Callable) -> None:
+    platform = platform_factory("contacts")
+    _, password = create_user(platform, "boss", ("admin",))
+    client = web_client(settings, "boss", password)
+    for body, status, code in ((b"[1, 2]", 400, "bad_json"), (b"{nope", 400, "bad_json"),
+                               (b'{"name": "' + b"x" * (1 << 21) + b'"}', 413, "too_large")):
+        answer = client.post("/api/contacts", content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text[:200]
