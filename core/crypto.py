@@ -127,6 +127,7 @@ class Keyring:
     retired: set[int] = field(default_factory=set)
     active_id: int = 0
     index_key: bytes = b""
+    index_mac: Any = None  # an HMAC keyed with index_key: copying it is twice as fast as keying anew
     checked_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -168,6 +169,7 @@ class Keyring:
             self.ciphers, self.retired, self.active_id = ciphers, retired, active
             # The first index key ever made is the one: blind indexes must not change under rotation.
             self.index_key = index_keys[0] if index_keys else b""
+            self.index_mac = hmac.new(self.index_key, digestmod=hashlib.sha256) if self.index_key else None
             self.checked_at = time.monotonic()
 
     def active_cipher(self) -> tuple[int, AESGCM]:
@@ -263,10 +265,12 @@ def blind_index(value: str, bits: int = 64) -> str:
     """
     if bits % 4 or not 16 <= bits <= 256:
         raise ValueError("bits must be a multiple of 4 between 16 and 256")
-    key = keyring().index_key
-    if not key:
+    keyed = keyring().index_mac
+    if keyed is None:
         raise KeyProblem("no blind index key: run `kehu db upgrade`")
-    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[: bits // 4]
+    mac = keyed.copy()
+    mac.update(value.encode("utf-8"))
+    return mac.hexdigest()[: bits // 4]
 
 
 # --- columns --------------------------------------------------------------------------------
