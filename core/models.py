@@ -71,6 +71,17 @@ class Role(Model):
     )
 
 
+class SeededRole(Model):
+    """A module's default role that was created once: it is not created again, so a default
+    role an administrator deleted stays deleted (removing the module forgets it)."""
+
+    __tablename__ = "kehu_seeded_role"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    module: Mapped[str] = mapped_column(String(40))
+    seeded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class RolePermission(Model):
     __tablename__ = "kehu_role_permission"
 

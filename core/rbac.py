@@ -13,16 +13,24 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from kehu.auth import CurrentUser
-from kehu.models import Role, RolePermission
+from kehu.models import Role, RolePermission, SeededRole
 from kehu.platform import Platform
 
 
 def sync_roles(platform: Platform, db: Session) -> list[str]:
-    """Create the default roles of active modules that do not exist yet; returns their names."""
+    """Create the default roles of active modules that were never created; returns their names.
+
+    A default role is created once: one an administrator deleted is not created again.
+    """
+    seeded = set(db.scalars(select(SeededRole.name)))
     existing = set(db.scalars(select(Role.name)))
     created = []
     for module, template in platform.declarations.roles:
-        if template.name in existing:
+        if template.name in seeded:
+            continue
+        db.add(SeededRole(name=template.name, module=module))
+        seeded.add(template.name)
+        if template.name in existing:  # an administrator made a role of that name first
             continue
         role = Role(name=template.name, label=dict(template.label), module=module)
         role.permissions = [RolePermission(permission=p) for p in template.permissions]

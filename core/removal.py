@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, inspect, select, table
 from sqlalchemy.orm import Session
 
 from kehu.db import Model
-from kehu.models import ModuleState, Role
+from kehu.models import ModuleState, Role, SeededRole
 from kehu.modules import ModuleError, dependents, module_rows
 from kehu.platform import Platform, declared_tables
 
@@ -81,5 +81,6 @@ def execute(platform: Platform, bills: list[ModuleBill]) -> None:
                 conn.exec_driver_sql(f'DROP TABLE "{bill.version_table}"')
             with Session(bind=conn) as db:
                 db.execute(delete(Role).where(Role.module == bill.module))
+                db.execute(delete(SeededRole).where(SeededRole.module == bill.module))
                 db.execute(delete(ModuleState).where(ModuleState.name == bill.module))
                 db.flush()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from kehu import audit, auth
+from kehu import audit, auth, rbac
 from kehu.config import Settings
 from kehu.models import AuditEntry, Role, RolePermission, User
 from kehu.platform import Platform
@@ -279,6 +279,17 @@ def test_create_label_and_delete_a_role(site: Admin) -> None:
         assert db.scalar(select(Role).where(Role.name == "support")) is None
     assert [e.action for e in site.audit("roles.")] == ["roles.create", "roles.update", "roles.permissions",
                                                         "roles.delete"]
+
+
+def test_a_deleted_default_role_stays_deleted(settings: Settings) -> None:
+    site = Admin(settings, ("contacts",))
+    boss = site.client("boss")
+    boss.post(f"/admin/roles/{site.role_id('viewer')}/delete")
+    with site.platform.session() as db:  # what `kehu db upgrade` and enabling a module run
+        assert rbac.sync_roles(site.platform, db) == []
+    with site.platform.sessions() as db:
+        names = set(db.scalars(select(Role.name)))
+    assert "viewer" not in names and "sales" in names
 
 
 def test_tokens_page_lists_and_revokes_every_users_tokens(site: Admin) -> None:
