@@ -61,7 +61,7 @@ def queue(request: Request, form: Form) -> Response:
         capped = total > QUEUE_COUNT_UP_TO
         agent = db.get(Agent, user.id)
         context = {
-            **_common(db), "tickets": display.queue_rows(platform, display.tickets_dicts(platform, db, user, items)),
+            **_common(db), "tickets": display.queue_rows(platform, db, items),
             "total": f"{QUEUE_COUNT_UP_TO}+" if capped else total, "page": number,
             "pages": number + 1 if capped and len(items) == query.limit else max(number, math.ceil(total / query.limit)),
             "pages_known": not capped, "query": query, "errors": errors,
