@@ -73,8 +73,8 @@ def list_contacts(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     platform, user = platform_of(request), current_user(request)
     query = listing.list_query_from(request.query_params, request.query_params.getlist)
     with platform.reading() as db:
-        result = listing.page(platform, db, user, query)
-        items = [view.as_dict() for view in display.views_of(platform, db, user, result.items)]
+        result = listing.page(platform, db, user, query, shape="views")
+        items = [view.as_dict() for view in result.items]
     return {"items": items, "total": result.total, "next_cursor": result.next_cursor or None,
             "limit": result.limit, "offset": result.offset}
 
@@ -144,8 +144,7 @@ def get_contact(request: Request, body: dict[str, Any]) -> Response:
     """
     platform, user = platform_of(request), current_user(request)
     with platform.reading() as db:
-        contact = service.get_visible(platform, db, user, request.path_params["id"])
-        result = _view(request, db, contact)
+        result = listing.visible_view(platform, db, user, request.path_params["id"]).as_dict()
     return JSONResponse(result, headers=_etag(result["version"]))
 
 
@@ -214,8 +213,8 @@ def get_timeline(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """
     platform, user = platform_of(request), current_user(request)
     with platform.reading() as db:
-        contact = service.get_visible(platform, db, user, request.path_params["id"])
-        entries = display.timeline(platform, db, user, contact)
+        contact_id = listing.visible_id(platform, db, user, request.path_params["id"])
+        entries = display.timeline(platform, db, user, contact_id)
     return {"items": [{"at": e.at.isoformat(), "kind": e.kind, "title": e.title, "body": e.body, "url": e.url,
                        "source": e.source} for e in entries]}
 
@@ -325,8 +324,7 @@ def get_consents(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """
     platform, user = platform_of(request), current_user(request)
     with platform.reading() as db:
-        contact = service.get_visible(platform, db, user, request.path_params["id"])
-        return privacy.consents(db, contact.id)
+        return privacy.consents(db, listing.visible_id(platform, db, user, request.path_params["id"]))
 
 
 @api(security.WRITE)

@@ -4,23 +4,25 @@ may view them), the timeline, and the labels of stored values in the current lan
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from numbers import Number
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, aliased
 
 from kehu import rbac
 from kehu.auth import CurrentUser
 from kehu.declarations import TimelineEntry
 from kehu.i18n import gettext as _
+from kehu.i18n import pick
 from kehu.models import User
 from kehu.platform import Platform
 
 from . import normalize, security
-from .models import Activity, Consent, Contact, ContactPoint, ContactTag, Revision, unseal
+from .models import Activity, Consent, Contact, ContactPoint, ContactTag, CustomField, Revision, unseal
 
 log = logging.getLogger(__name__)
 
@@ -89,36 +91,19 @@ class ContactView:
     @classmethod
     def of(cls, platform: Platform, db: Session | None, user: CurrentUser, contact: Contact,
            owners: Mapping[int, str] | None = None) -> ContactView:
-        """``contact`` as ``user`` sees it; ``owners`` (user id → name) saves a query per contact."""
+        """``contact`` as ``user`` sees it; ``owners`` (user id → name) saves a query per contact.
 
-        def shown(model: type, attribute: str, value: str | None) -> str:
-            return rbac.field_view(platform, user, model, attribute, value or "") or ""
-
-        def points(kind: str) -> list[str]:
-            values = contact.values_of(kind)
-            if kind == normalize.PHONE:
-                values = [normalize.display_phone(value) for value in values]
-            return [shown(ContactPoint, "value", value) for value in values]
-
+        For a loaded contact (what a change answers, the export); pages and API reads use
+        :func:`views`, which gives the same without loading model objects."""
         owner_name = ""
         if contact.owner_id is not None:
             if owners is not None:
                 owner_name = owners.get(contact.owner_id, "")
             elif db is not None:
                 owner_name = db.scalar(select(User.name).where(User.id == contact.owner_id)) or ""
-        return cls(
-            id=contact.id, kind=contact.kind, name=contact.name, company_id=contact.company_id,
-            company_name=contact.company.name if contact.company else "", position=contact.position,
-            source=contact.source, owner_id=contact.owner_id, owner_name=owner_name, stage=contact.stage,
-            province=contact.province, city=contact.city, district=contact.district,
-            street=shown(Contact, "street", contact.street),
-            address_detail=shown(Contact, "address_detail", contact.address_detail),
-            phones=points(normalize.PHONE), emails=points(normalize.EMAIL), wechat_ids=points(normalize.WECHAT),
-            openids=points(normalize.OPENID), tags=contact.tags, preferences=dict(contact.preferences or {}),
-            notes=contact.notes, custom=dict(contact.custom or {}), version=contact.version,
-            created_at=contact.created_at, updated_at=contact.updated_at, erased=contact.erased_at is not None,
-            masked=not user.can(security.VIEW_SENSITIVE), can_change=security.may_change(user, contact),
-        )
+        return _view_of(platform, user, contact, street=contact.street, address_detail=contact.address_detail,
+                        points={kind: contact.values_of(kind) for kind in normalize.KINDS}, tags=contact.tags,
+                        company_name=contact.company.name if contact.company else "", owner_name=owner_name)
 
     def as_dict(self) -> dict[str, Any]:
         """The API's representation of a contact."""
@@ -133,6 +118,34 @@ class ContactView:
             "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
             "erased": self.erased, "masked": self.masked,
         }
+
+
+def _view_of(platform: Platform, user: CurrentUser, contact: Any, *, street: str | None, address_detail: str | None,
+             points: Mapping[str, list[str]], tags: list[str], company_name: str, owner_name: str) -> ContactView:
+    """The view of ``contact`` (a :class:`Contact` or a row of :func:`view_select`, which name
+    their plain columns alike) with its decrypted values, masked here for ``user``."""
+
+    def shown(model: type, attribute: str, value: str | None) -> str:
+        return rbac.field_view(platform, user, model, attribute, value or "") or ""
+
+    def shown_points(kind: str) -> list[str]:
+        values = points.get(kind, [])
+        if kind == normalize.PHONE:
+            values = [normalize.display_phone(value) for value in values]
+        return [shown(ContactPoint, "value", value) for value in values]
+
+    return ContactView(
+        id=contact.id, kind=contact.kind, name=contact.name, company_id=contact.company_id, company_name=company_name,
+        position=contact.position, source=contact.source, owner_id=contact.owner_id, owner_name=owner_name,
+        stage=contact.stage, province=contact.province, city=contact.city, district=contact.district,
+        street=shown(Contact, "street", street), address_detail=shown(Contact, "address_detail", address_detail),
+        phones=shown_points(normalize.PHONE), emails=shown_points(normalize.EMAIL),
+        wechat_ids=shown_points(normalize.WECHAT), openids=shown_points(normalize.OPENID), tags=tags,
+        preferences=dict(contact.preferences or {}), notes=contact.notes, custom=dict(contact.custom or {}),
+        version=contact.version, created_at=contact.created_at, updated_at=contact.updated_at,
+        erased=contact.erased_at is not None, masked=not user.can(security.VIEW_SENSITIVE),
+        can_change=security.may_change(user, contact),
+    )
 
 
 @dataclass(frozen=True)
@@ -164,31 +177,46 @@ class ContactSummary:
 
 
 _COMPANY, _OWNER = aliased(Contact), aliased(User)
+# The statements of the read paths are built once: building a SELECT and working out its cache
+# key cost about as much as running it on a page of rows. Statements are immutable: ``.where()``
+# and the like return new ones.
+_SUMMARY_SELECT = select(
+    Contact.id, Contact.kind, Contact.name, Contact.position, Contact.company_id, _COMPANY.name, Contact.owner_id,
+    _OWNER.name, Contact.stage, Contact.city, Contact.custom, Contact.created_at, Contact.updated_at,
+    Contact.erased_at).select_from(Contact).outerjoin(_COMPANY, _COMPANY.id == Contact.company_id).outerjoin(
+    _OWNER, _OWNER.id == Contact.owner_id)
+_VIEW_SELECT = select(
+    Contact.id, Contact.kind, Contact.name, Contact.company_id, _COMPANY.name.label("company_name"),
+    Contact.position, Contact.source, Contact.owner_id, _OWNER.name.label("owner_name"), Contact.stage,
+    Contact.province, Contact.city, Contact.district, Contact.row_key, Contact.street_sealed,
+    Contact.address_detail_sealed, Contact.notes, Contact.preferences, Contact.custom, Contact.version,
+    Contact.created_at, Contact.updated_at, Contact.erased_at).select_from(Contact).outerjoin(
+    _COMPANY, _COMPANY.id == Contact.company_id).outerjoin(_OWNER, _OWNER.id == Contact.owner_id)
+_FIRST_PHONES = select(ContactPoint.contact_id, ContactPoint.row_key, ContactPoint.value_sealed).where(
+    ContactPoint.contact_id.in_(bindparam("ids")), ContactPoint.kind == normalize.PHONE).order_by(
+    ContactPoint.contact_id, ContactPoint.position.desc(), ContactPoint.id.desc())
+# In the order of ``Contact.points``: by kind, then position.
+_POINTS = select(ContactPoint.contact_id, ContactPoint.kind, ContactPoint.row_key, ContactPoint.value_sealed).where(
+    ContactPoint.contact_id.in_(bindparam("ids"))).order_by(
+    ContactPoint.contact_id, ContactPoint.kind, ContactPoint.position, ContactPoint.id)
+_TAGS = select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(bindparam("ids"))).order_by(
+    ContactTag.tag)
 
 
-def summary_select() -> Any:
+def summary_select() -> Select[Any]:
     """The SELECT whose rows :func:`summaries` reads: add the filters, order and limit."""
-    return select(Contact.id, Contact.kind, Contact.name, Contact.position, Contact.company_id, _COMPANY.name,
-                  Contact.owner_id, _OWNER.name, Contact.stage, Contact.city, Contact.custom, Contact.created_at,
-                  Contact.updated_at, Contact.erased_at).select_from(Contact).outerjoin(
-        _COMPANY, _COMPANY.id == Contact.company_id).outerjoin(_OWNER, _OWNER.id == Contact.owner_id)
+    return _SUMMARY_SELECT
 
 
-def summaries(platform: Platform, db: Session, user: CurrentUser, rows: list[Any]) -> list[ContactSummary]:
+def summaries(platform: Platform, db: Session, user: CurrentUser, rows: Sequence[Any]) -> list[ContactSummary]:
     """:class:`ContactSummary` of the rows of a :func:`summary_select`, in their order; their
     first phone numbers and tags are read with two more queries."""
     ids = [row[0] for row in rows]
     phones: dict[int, str] = {}
-    tags: dict[int, list[str]] = {}
     if ids:
-        first_phones = select(ContactPoint.contact_id, ContactPoint.row_key, ContactPoint.value_sealed).where(
-            ContactPoint.contact_id.in_(ids), ContactPoint.kind == normalize.PHONE).order_by(
-            ContactPoint.contact_id, ContactPoint.position.desc(), ContactPoint.id.desc())
-        for contact_id, row_key, sealed_value in db.execute(first_phones):
+        for contact_id, row_key, sealed_value in db.execute(_FIRST_PHONES, {"ids": ids}):
             phones[contact_id] = unseal(ContactPoint, "value", row_key, sealed_value) or ""  # the first comes last
-        for contact_id, tag in db.execute(select(ContactTag.contact_id, ContactTag.tag)
-                                          .where(ContactTag.contact_id.in_(ids)).order_by(ContactTag.tag)):
-            tags.setdefault(contact_id, []).append(tag)
+    tags = _tags_of(db, ids)
     return [ContactSummary(
         id=contact_id, kind=kind, name=name, position=position, company_id=company_id, company_name=company_name or "",
         owner_id=owner_id, owner_name=owner_name or "", stage=stage, city=city,
@@ -200,11 +228,41 @@ def summaries(platform: Platform, db: Session, user: CurrentUser, rows: list[Any
              created_at, updated_at, erased_at) in rows]
 
 
-def views_of(platform: Platform, db: Session, user: CurrentUser, contacts: list[Contact]) -> list[ContactView]:
-    """Views of many contacts, with their owners' names in one query."""
-    ids = {c.owner_id for c in contacts if c.owner_id is not None}
-    owners = dict(db.execute(select(User.id, User.name).where(User.id.in_(ids))).all()) if ids else {}
-    return [ContactView.of(platform, db, user, contact, owners) for contact in contacts]
+def view_select() -> Select[Any]:
+    """The SELECT whose rows :func:`views` reads: add the filters, order and limit."""
+    return _VIEW_SELECT
+
+
+def views(platform: Platform, db: Session, user: CurrentUser, rows: Sequence[Any]) -> list[ContactView]:
+    """:class:`ContactView` of the rows of a :func:`view_select`, in their order, the same as
+    :meth:`ContactView.of` gives for their :class:`Contact`; their phone numbers, e-mails, WeChat
+    ids and tags are read with two more queries, without loading model objects."""
+    ids = [row.id for row in rows]
+    points, tags = _points_of(db, ids), _tags_of(db, ids)
+    return [_view_of(platform, user, row, street=unseal(Contact, "street", row.row_key, row.street_sealed),
+                     address_detail=unseal(Contact, "address_detail", row.row_key, row.address_detail_sealed),
+                     points=points.get(row.id, {}), tags=tags.get(row.id, []), company_name=row.company_name or "",
+                     owner_name=row.owner_name or "")
+            for row in rows]
+
+
+def _points_of(db: Session, ids: list[int]) -> dict[int, dict[str, list[str]]]:
+    """The plain values of the contacts' points: contact id → kind → values, in their order."""
+    points: dict[int, dict[str, list[str]]] = {}
+    if ids:
+        for contact_id, kind, row_key, sealed_value in db.execute(_POINTS, {"ids": ids}):
+            value = unseal(ContactPoint, "value", row_key, sealed_value) or ""
+            points.setdefault(contact_id, {}).setdefault(kind, []).append(value)
+    return points
+
+
+def _tags_of(db: Session, ids: list[int]) -> dict[int, list[str]]:
+    """The contacts' tags in alphabetical order: contact id → tags."""
+    tags: dict[int, list[str]] = {}
+    if ids:
+        for contact_id, tag in db.execute(_TAGS, {"ids": ids}):
+            tags.setdefault(contact_id, []).append(tag)
+    return tags
 
 
 def assignable_users(db: Session) -> list[tuple[int, str]]:
@@ -231,9 +289,9 @@ def channel_label(channel: str) -> str:
     return {"wechat": _("WeChat"), "sms": _("SMS"), "email": _("e-mail")}.get(channel, channel)
 
 
-def field_label(name: str) -> str:
-    """The label of a contact field (``phones``, ``custom.<key>``...) in the current language."""
-    labels = {
+def field_labels() -> dict[str, str]:
+    """The labels of the contact fields in the current language, by field name."""
+    return {
         "id": _("Number (ID): update this contact"), "name": _("Name"), "kind": _("Person or company"),
         "phones": _("Phone"), "emails": _("E-mail"), "wechat_ids": _("WeChat id"), "openids": "OpenID",
         "company": _("Company"), "position": _("Position"), "province": _("Province"), "city": _("City"),
@@ -241,26 +299,54 @@ def field_label(name: str) -> str:
         "tags": _("Tags"), "notes": _("Notes"), "source": _("Source"), "stage": _("Stage"),
         "owner": _("Owner (login)"), "owner_id": _("Owner"), "preferences": _("Preferences"),
     }
-    return labels.get(name, name.removeprefix("custom."))
+
+
+def field_label(name: str, labels: Mapping[str, str] | None = None) -> str:
+    """The label of a contact field (``phones``, ``custom.<key>``...) in the current language;
+    pass ``labels`` (:func:`field_labels`) when labelling many fields."""
+    return (labels if labels is not None else field_labels()).get(name, name.removeprefix("custom."))
+
+
+def listed_columns(fields: Iterable[CustomField]) -> list[tuple[str, str]]:
+    """``(key, label)`` of the custom fields a list shows as columns, labelled in the current language."""
+    return [(field.key, pick(field.label, field.key)) for field in fields if field.show_in_list]
+
+
+def custom_text(value: Any) -> str:
+    """A custom field's value as pages show it: ``—`` when empty, choices joined by commas."""
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, str | Number):
+        return str(value)
+    return ", ".join(str(item) for item in value)
 
 
 # --- The timeline -----------------------------------------------------------------------------------------
 
 
-def timeline(platform: Platform, db: Session, user: CurrentUser, contact: Contact) -> list[TimelineEntry]:
+_ACTIVITIES = select(Activity.happened_at, Activity.kind, Activity.body, User.name).outerjoin(
+    User, User.id == Activity.author_id).where(Activity.contact_id == bindparam("contact_id")).order_by(Activity.id)
+_REVISIONS = select(Revision.at, Revision.action, Revision.fields, Revision.actor_name).where(
+    Revision.contact_id == bindparam("contact_id")).order_by(Revision.id)
+_CONSENTS = select(Consent.at, Consent.purpose, Consent.channel, Consent.granted, Consent.source).where(
+    Consent.contact_id == bindparam("contact_id")).order_by(Consent.id)
+
+
+def timeline(platform: Platform, db: Session, user: CurrentUser, contact_id: int) -> list[TimelineEntry]:
     """The contact's timeline, newest first: notes, calls and visits staff logged, who changed
     what, consent decisions, and the entries other plugins add through ``contacts_timeline``."""
-    authors = dict(db.execute(select(User.id, User.name)).all())
+    wanted = {"contact_id": contact_id}
     kinds = {"note": _("Note"), "call": _("Call"), "visit": _("Visit")}
-    entries = [TimelineEntry(at=a.happened_at, kind=a.kind, body=a.body, source="contacts",
-                             title=" · ".join(filter(None, [kinds.get(a.kind, a.kind), authors.get(a.author_id or 0)])))
-               for a in db.scalars(select(Activity).where(Activity.contact_id == contact.id))]
-    entries += [_revision_entry(r) for r in db.scalars(select(Revision).where(Revision.contact_id == contact.id))
-                if r.action != "updated" or r.fields]
-    entries += [_consent_entry(c) for c in db.scalars(select(Consent).where(Consent.contact_id == contact.id))]
+    entries = [TimelineEntry(at=at, kind=kind, body=body, source="contacts",
+                             title=" · ".join(filter(None, [kinds.get(kind, kind), author])))
+               for at, kind, body, author in db.execute(_ACTIVITIES, wanted)]
+    labels = field_labels()
+    entries += [_revision_entry(revision, labels) for revision in db.execute(_REVISIONS, wanted)
+                if revision.action != "updated" or revision.fields]
+    entries += [_consent_entry(consent) for consent in db.execute(_CONSENTS, wanted)]
     for impl in platform.pm.hook.contacts_timeline.get_hookimpls():
         try:
-            contributed = impl.function(session=db, contact_id=contact.id, user=user) or []
+            contributed = impl.function(session=db, contact_id=contact_id, user=user) or []
         except Exception:  # noqa: BLE001  (another plugin's bug must not take the contact page down)
             log.exception("contacts_timeline of %s failed", impl.plugin_name)
             continue
@@ -268,17 +354,23 @@ def timeline(platform: Platform, db: Session, user: CurrentUser, contact: Contac
     return sorted(entries, key=lambda entry: entry.at, reverse=True)
 
 
-def _revision_entry(revision: Revision) -> TimelineEntry:
+def _revision_entry(revision: Any, labels: Mapping[str, str]) -> TimelineEntry:
+    """The entry of a row of ``_REVISIONS``."""
     who = revision.actor_name or _("The system")
-    fields = _(", ").join(field_label(f) for f in revision.fields)
-    title = {"created": _("%(who)s created the contact", who=who),
-             "imported": _("%(who)s imported the contact", who=who),
-             "merged": _("%(who)s merged a duplicate into it", who=who)}.get(
-        revision.action, _("%(who)s changed %(fields)s", who=who, fields=fields))
+    if revision.action == "created":
+        title = _("%(who)s created the contact", who=who)
+    elif revision.action == "imported":
+        title = _("%(who)s imported the contact", who=who)
+    elif revision.action == "merged":
+        title = _("%(who)s merged a duplicate into it", who=who)
+    else:
+        fields = _(", ").join(field_label(name, labels) for name in revision.fields)
+        title = _("%(who)s changed %(fields)s", who=who, fields=fields)
     return TimelineEntry(at=revision.at, kind="revision", title=title, source="contacts")
 
 
-def _consent_entry(consent: Consent) -> TimelineEntry:
+def _consent_entry(consent: Any) -> TimelineEntry:
+    """The entry of a row of ``_CONSENTS``."""
     words = {"purpose": purpose_label(consent.purpose), "channel": channel_label(consent.channel)}
     title = (_("Consented to %(purpose)s by %(channel)s", **words) if consent.granted
              else _("Withdrew consent to %(purpose)s by %(channel)s", **words))

@@ -13,9 +13,9 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Select, exists, false, func, or_, select, tuple_
+from sqlalchemy import Select, bindparam, exists, false, func, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from kehu import rbac
@@ -24,9 +24,9 @@ from kehu.db import count_rows
 from kehu.i18n import gettext as _
 from kehu.platform import Platform
 
-from . import display, normalize
+from . import display, normalize, security
 from .models import COMPANY, STAGES, Contact, ContactTag, CustomField
-from .service import Invalid, custom_fields, id_of, ids_with_point, list_of, text_of
+from .service import Invalid, NotFound, custom_fields, id_of, ids_with_point, list_of, text_of
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -182,7 +182,7 @@ def filtered(platform: Platform, user: CurrentUser, query: ListQuery, fields: li
 
 @dataclass
 class Page:
-    items: list[Contact]
+    items: list[Any]  # of the shape :func:`page` was asked for
     total: int  # at most ``count_up_to`` + 1 when counting stopped there (``total_capped``)
     next_cursor: str  # "" on the last page
     offset: int
@@ -193,6 +193,12 @@ class Page:
 #: A tag that this many contacts have counts as common (see :func:`filtered`).
 COMMON_TAG = 2000
 
+#: What :func:`page` can give as items: :class:`~.models.Contact` objects, or what a user sees
+#: of them, read with plain queries (SELECT to add the filters to, reader of its rows).
+Shape = Literal["contacts", "summaries", "views"]
+_READERS: dict[str, tuple[Callable[[], Select[Any]], Callable[..., list[Any]]]] = {
+    "summaries": (display.summary_select, display.summaries), "views": (display.view_select, display.views)}
+
 
 def common_tags(db: Session, tags: list[str]) -> frozenset[str]:
     """Those of ``tags`` that at least :data:`COMMON_TAG` contacts have (counted no further)."""
@@ -201,20 +207,22 @@ def common_tags(db: Session, tags: list[str]) -> frozenset[str]:
 
 
 def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *,
-         fields: list[CustomField] | None = None, count_up_to: int | None = None, summary: bool = False) -> Page:
+         fields: list[CustomField] | None = None, count_up_to: int | None = None, shape: Shape = "contacts") -> Page:
     """One page of the contacts ``user`` may see that match ``query``, with their number.
 
     ``fields`` are the custom fields (read when not given and the query filters by them).
     Counting stops after ``count_up_to`` (the list page shows "1000+": counting a million rows
     takes longer than the page itself); a first page that holds every match needs no count at
-    all. ``summary`` gives :class:`~.display.ContactSummary` items (what a list shows, read with
-    three plain queries) instead of :class:`~.models.Contact` objects.
+    all. ``shape`` chooses the items: :class:`~.models.Contact` objects (``"contacts"``, to
+    change them), or, read with three plain queries without model objects,
+    :class:`~.display.ContactSummary` (``"summaries"``: what a list shows) or
+    :class:`~.display.ContactView` (``"views"``: everything the user may see).
     """
     if fields is None:  # they are only needed to filter by them
         fields = custom_fields(db) if query.custom else []
     common = common_tags(db, query.tags)
-    statement = filtered(platform, user, query, fields, base=display.summary_select() if summary else None,
-                         common_tags=common)
+    base, read = _READERS.get(shape, (None, None))
+    statement = filtered(platform, user, query, fields, base=base() if base else None, common_tags=common)
     name, descending = query.sort.lstrip("-"), query.sort.startswith("-")
     column = SORTS[name]
     paged = statement
@@ -226,8 +234,7 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
         paged = paged.offset(query.offset)
     order = (column.desc(), Contact.id.desc()) if descending else (column.asc(), Contact.id.asc())
     paged = paged.order_by(*order).limit(query.limit + 1)
-    items: list[Any] = (display.summaries(platform, db, user, db.execute(paged).all()) if summary
-                        else list(db.scalars(paged).unique()))
+    items: list[Any] = read(platform, db, user, db.execute(paged).all()) if read else list(db.scalars(paged).unique())
     next_cursor = ""
     if len(items) > query.limit:
         items = items[:query.limit]
@@ -239,6 +246,34 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
     capped = count_up_to is not None and total > count_up_to
     return Page(items=items, total=total, next_cursor=next_cursor, offset=query.offset, limit=query.limit,
                 total_capped=capped)
+
+
+# Built once: for a user whom no record rule narrows (one who reads every contact), neither the
+# statement nor its cache key is worked out again for each request.
+_VIEW_BY_ID = display.view_select().where(Contact.id == bindparam("contact_id"))
+_ID_BY_ID = select(Contact.id).where(Contact.id == bindparam("contact_id"))
+
+
+def visible_view(platform: Platform, db: Session, user: CurrentUser, contact_id: Any) -> display.ContactView:
+    """What ``user`` sees of the contact, read without model objects; :class:`NotFound` when
+    they may not see it, as :func:`~.service.get_visible` (an erased contact is found: its view says so)."""
+    return display.views(platform, db, user, [_visible_row(platform, db, user, _VIEW_BY_ID, contact_id)])[0]
+
+
+def visible_id(platform: Platform, db: Session, user: CurrentUser, contact_id: Any) -> int:
+    """The contact's id if ``user`` may see it; :class:`NotFound` otherwise, as :func:`~.service.get_visible`."""
+    return int(_visible_row(platform, db, user, _ID_BY_ID, contact_id).id)
+
+
+def _visible_row(platform: Platform, db: Session, user: CurrentUser, statement: Select[Any], contact_id: Any) -> Any:
+    """The row of ``statement`` (by ``:contact_id``) for the contact, if ``user`` may see it."""
+    wanted = id_of(contact_id)
+    row = None
+    if wanted is not None and user.can(security.READ):
+        row = db.execute(rbac.restrict(platform, statement, Contact, user), {"contact_id": wanted}).first()
+    if row is None:
+        raise NotFound(_("There is no such contact."))
+    return row
 
 
 def _encode_cursor(value: Any, contact_id: int) -> str:

@@ -37,7 +37,7 @@ def _common(request: Request, db: Session) -> dict[str, Any]:
     """What every contacts template uses."""
     return {"stages": STAGES, "stage_label": display.stage_label, "perm": security,
             "stage_labels": {stage: display.stage_label(stage) for stage in STAGES},
-            "custom_fields": service.custom_fields(db)}
+            "custom_fields": service.custom_fields(db), "custom_text": display.custom_text}
 
 
 def _query_string(params: Any, drop: tuple[str, ...] = ()) -> str:
@@ -63,10 +63,10 @@ def contact_list(request: Request, form: Form) -> Response:
     with platform.reading() as db:
         common = _common(request, db)
         result = listing.page(platform, db, user, query, fields=common["custom_fields"], count_up_to=LIST_COUNT_UP_TO,
-                              summary=True)
+                              shape="summaries")
         context = {
             **common,
-            "contacts": result.items,
+            "contacts": result.items, "listed_columns": display.listed_columns(common["custom_fields"]),
             "total": result.total, "total_capped": result.total_capped, "page": number,
             "total_shown": f"{LIST_COUNT_UP_TO}+" if result.total_capped else str(result.total),
             "pages": None if result.total_capped else max(1, math.ceil(result.total / query.limit)),
@@ -222,16 +222,15 @@ def edit_contact(request: Request, form: Form) -> Response:
 def contact_detail(request: Request, form: Form) -> Response:
     platform, user = platform_of(request), current_user(request)
     with platform.reading() as db:
-        contact = service.get_visible(platform, db, user, request.path_params["id"])
-        view = display.ContactView.of(platform, db, user, contact)
+        view = listing.visible_view(platform, db, user, request.path_params["id"])
         people = []
-        if contact.kind == "company":
-            query = listing.ListQuery(company_id=contact.id, sort="name", limit=100)
-            people = display.views_of(platform, db, user, listing.page(platform, db, user, query).items)
+        if view.kind == "company":
+            query = listing.ListQuery(company_id=view.id, sort="name", limit=100)
+            people = listing.page(platform, db, user, query, shape="summaries").items
         context = {
             **_common(request, db), "contact": view, "people": people,
-            "timeline": display.timeline(platform, db, user, contact),
-            "consents": privacy.consents(db, contact.id)["current"], "channels": privacy.CHANNELS,
+            "timeline": display.timeline(platform, db, user, view.id),
+            "consents": privacy.consents(db, view.id)["current"], "channels": privacy.CHANNELS,
             "activity_kinds": ACTIVITY_KINDS, "channel_label": display.channel_label,
             "message": request.query_params.get("message", ""),
         }
@@ -250,10 +249,9 @@ def add_activity(request: Request, form: Form) -> Response:
         error = next(iter(exc.fields.values()), exc.message)
     if request.headers.get("hx-request"):
         with platform.reading() as db:
-            contact = service.get_visible(platform, db, user, request.path_params["id"])
-            view = display.ContactView.of(platform, db, user, contact)
+            view = listing.visible_view(platform, db, user, request.path_params["id"])
             html = render_fragment(request, "contacts/_timeline.html", {
-                "contact": view, "timeline": display.timeline(platform, db, user, contact),
+                "contact": view, "timeline": display.timeline(platform, db, user, view.id),
                 "activity_kinds": ACTIVITY_KINDS, "activity_error": error, "csrf_token": user.csrf_token})
         return Response(html, media_type="text/html")
     return redirect(f"/contacts/{request.path_params['id']}" + (f"?{urlencode({'message': error})}" if error else "#timeline"))
