@@ -40,18 +40,20 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--threads", type=click.IntRange(1, 512), envvar="KEHU_WEB_THREADS", default=8, show_default=True,
-              help="Threads per web process for blocking work (env KEHU_WEB_THREADS).")
+@click.option("--threads", type=click.IntRange(1, 512), envvar="KEHU_WEB_THREADS", default=None,
+              help="Threads per web process for blocking work (env KEHU_WEB_THREADS; default 2 on SQLite, "
+                   "8 on a database server).")
 @click.option("--no-worker", is_flag=True, help="Do not start the embedded job worker.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="Log every request (the reverse proxy usually does; it costs about a tenth of a request's CPU).")
-def serve(host: str, port: int, workers: int, threads: int, no_worker: bool, access_log: bool) -> None:
+def serve(host: str, port: int, workers: int, threads: int | None, no_worker: bool, access_log: bool) -> None:
     """Serve the web application with uvicorn."""
     import uvicorn
 
     from kehu import jobs
 
-    os.environ["KEHU_WEB_THREADS"] = str(threads)  # the web processes read it in create_app
+    if threads is not None:
+        os.environ["KEHU_WEB_THREADS"] = str(threads)  # the web processes read it in create_app
     settings = Settings.from_env()
     settings.ensure_home()
     _check_keys(Platform.boot(settings))

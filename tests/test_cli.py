@@ -21,3 +21,11 @@ def test_a_bad_setting_is_one_line_and_exit_code_2_whatever_the_command(
     error = capsys.readouterr().err
     assert error.strip().splitlines() == [
         f"kehu: configuration error: KEHU_WEB_THREADS must be a whole number of at least 1, not {value!r}"]
+
+
+def test_web_threads_default_by_database_and_setting_wins() -> None:
+    from kehu.config import Settings
+
+    assert Settings.from_env({"KEHU_DATABASE_URL": "sqlite:///x.sqlite3"}).web_threads == 2
+    assert Settings.from_env({"KEHU_DATABASE_URL": "postgresql://db/kehu"}).web_threads == 8
+    assert Settings.from_env({"KEHU_DATABASE_URL": "sqlite:///x.sqlite3", "KEHU_WEB_THREADS": "6"}).web_threads == 6
