@@ -273,6 +273,47 @@ end
     return path
 
 
+#: wrk threads of every run; a paced script gives each thread its share of the rate.
+WRK_THREADS = 2
+
+
+def write_paced_lua(path: Path, mix_script: Path, rate: float, threads: int = WRK_THREADS) -> Path:
+    """The mix script, paced to ``rate`` requests/s in all (open loop, as staff who click at
+    their own pace, not as fast as the server answers).
+
+    wrk asks ``delay()`` before each connection's next request; each thread keeps a schedule
+    one interval apart and returns how long to wait for the next free slot. When the server
+    falls behind, every connection is busy and the rate served drops below ``rate``: the
+    served rate is reported beside the latency, which wrk counts from sending.
+    """
+    interval_ms = 1000.0 * threads / rate
+    pacing = f"""
+-- Pacing (bench/http_mix.py write_paced_lua): {rate:g} requests/s over {threads} threads.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct {{ long tv_sec; long tv_nsec; }} kehu_timespec;
+int clock_gettime(int clk_id, kehu_timespec *tp);
+]]
+local clock = ffi.new("kehu_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+end
+local interval = {interval_ms!r}
+local next_slot = nil
+
+function delay()
+  local now = now_ms()
+  if next_slot == nil or next_slot < now - 1000 then next_slot = now end  -- no catching up a lost second
+  local wait = next_slot - now
+  next_slot = next_slot + interval
+  return math.max(0, math.floor(wait))
+end
+"""
+    path.write_text(mix_script.read_text(encoding="utf-8") + pacing, encoding="utf-8")
+    return path
+
+
 def request_for(kind: Kind, data: MixData, person: Staff, rng: random.Random,
                 cookie_name: str) -> tuple[str, str, dict[str, str], str]:
     """One request of ``kind`` by ``person``, as the Lua script makes it: (method, path,
@@ -330,7 +371,8 @@ def ensure_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(wrk: str, base: str, script: Path, seconds: float, connections: int, threads: int = 2) -> dict[str, Any]:
+def run_wrk(wrk: str, base: str, script: Path, seconds: float, connections: int,
+            threads: int = WRK_THREADS) -> dict[str, Any]:
     """One wrk run; requests/s, latency percentiles (ms) and error counts."""
     command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
                "-s", str(script), base + "/"]
@@ -344,6 +386,20 @@ def run_wrk(wrk: str, base: str, script: Path, seconds: float, connections: int,
     return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "requests": raw["requests"],
             "p50_ms": raw["p50_us"] / 1000 if answered else None, "p95_ms": raw["p95_us"] / 1000 if answered else None,
             "p99_ms": raw["p99_us"] / 1000 if answered else None, "errors": errors, "non_2xx": raw["errors_status"]}
+
+
+def measure_paced(wrk: str, base: str, script: Path, runs: int, seconds: float, connections: int, rate: float,
+                  label: str) -> list[dict[str, Any]]:
+    """``runs`` runs of a paced script (:func:`write_paced_lua`): the latency at ``rate``."""
+    results = []
+    for number in range(1, runs + 1):
+        result = run_wrk(wrk, base, script, seconds, connections)
+        results.append(result)
+        latency = (f"p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms"
+                   if result["p95_ms"] is not None else "NO REQUEST ANSWERED IN TIME")
+        print(f"  {label} paced run {number}/{runs} at {rate:g} req/s offered: {result['rps']:.1f} req/s served, "
+              f"{latency}, {result['errors']} errors")
+    return results
 
 
 def measure_server(wrk: str, base: str, script: Path, server: subprocess.Popen[bytes], runs: int, seconds: float,

@@ -43,6 +43,12 @@ def count_rows(db: Session, statement: Select[Any], up_to: int | None = None) ->
     return db.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
 
 
+#: Seconds an SQLite connection is used before it is opened again: a connection reads the
+#: planner's statistics when it opens, so refreshed ones (:func:`refresh_statistics`) reach the
+#: web processes' pooled connections within this time.
+SQLITE_CONNECTION_LIFETIME = 3600
+
+
 def refresh_statistics(engine: Engine) -> bool:
     """Refresh the query planner's statistics of an SQLite database; True if it did.
 
@@ -53,7 +59,8 @@ def refresh_statistics(engine: Engine) -> bool:
     the same way (they saw one team), so every index is read in full: one table per
     transaction, which keeps writers waiting for a table's analysis at most (0.25 s for
     200,000 tickets). ``kehu db upgrade`` runs this after migrating (new indexes have no
-    statistics yet) and the job worker every :data:`kehu.jobs.STATISTICS_INTERVAL`.
+    statistics yet) and the job worker every :data:`kehu.jobs.STATISTICS_INTERVAL`; other
+    processes' connections read them when they next open (:data:`SQLITE_CONNECTION_LIFETIME`).
     """
     if engine.dialect.name != "sqlite":
         return False
@@ -67,7 +74,8 @@ def refresh_statistics(engine: Engine) -> bool:
                 driver.execute(f'ANALYZE "{table}"')
                 driver.execute("COMMIT")
             except BaseException:
-                driver.execute("ROLLBACK")
+                if driver.in_transaction:
+                    driver.execute("ROLLBACK")
                 raise
     return True
 
@@ -97,6 +105,7 @@ BUSY_TIMEOUT = 30.0  # seconds SQLite waits for a lock (a writer for the write l
 def make_engine(url: str, **kwargs: object) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and real transactions around DDL."""
     if url.startswith("sqlite"):
+        kwargs.setdefault("pool_recycle", SQLITE_CONNECTION_LIFETIME)
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False}, **kwargs)
         _configure_sqlite(engine)
         return engine

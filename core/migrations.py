@@ -12,6 +12,7 @@ module and revision and leaves the database as it was before that module's step.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from sqlalchemy import Connection, Engine
 
 from kehu.db import Model, refresh_statistics
 from kehu.platform import Platform, declared_tables
+
+log = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).parent / "migration_template" / "script.py.mako"
 CORE_MIGRATIONS = Path(__file__).resolve().parent.parent / "alembic"
@@ -184,7 +187,10 @@ def upgrade_all(platform: Platform) -> list[tuple[str, str | None, str | None]]:
             errors.append(str(exc))
             continue
         results.append((mm.module, before, after))
-    refresh_statistics(platform.engine)  # new indexes have none; SQLite's planner needs them
+    try:
+        refresh_statistics(platform.engine)  # new indexes have none; SQLite's planner needs them
+    except Exception:  # noqa: BLE001  (an optimisation: the job worker refreshes them again)
+        log.warning("refreshing the query planner's statistics failed", exc_info=True)
     if errors:
         raise MigrationError("; ".join(errors))
     return results

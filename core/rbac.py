@@ -20,7 +20,9 @@ from kehu.platform import Platform
 def sync_roles(platform: Platform, db: Session) -> list[str]:
     """Create the default roles of active modules that were never created; returns their names.
 
-    A default role is created once: one an administrator deleted is not created again.
+    A plugin's default role is created once: one an administrator deleted is not created again.
+    The core's (``admin``) is created whenever it is missing: the command line and the set-up
+    need it.
     """
     seeded = set(db.scalars(select(SeededRole.name)))
     existing = set(db.scalars(select(Role.name)))
@@ -28,9 +30,10 @@ def sync_roles(platform: Platform, db: Session) -> list[str]:
     for module, template in platform.declarations.roles:
         if template.name in seeded:
             continue
-        db.add(SeededRole(name=template.name, module=module))
-        seeded.add(template.name)
-        if template.name in existing:  # an administrator made a role of that name first
+        if module != "core":
+            db.add(SeededRole(name=template.name, module=module))
+            seeded.add(template.name)
+        if template.name in existing:  # there already (or an administrator made one of that name)
             continue
         role = Role(name=template.name, label=dict(template.label), module=module)
         role.permissions = [RolePermission(permission=p) for p in template.permissions]

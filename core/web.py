@@ -453,23 +453,34 @@ class KehuApp:
         self._checked = time.monotonic()
         if previous is not None:
             previous.close()  # its pool would otherwise hold its connections until garbage collection
+            gc.unfreeze()  # the replaced application must be collectable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             # Requests are mostly CPU work under one GIL: a few threads serve more than anyio's
             # default 40, which only adds switching and lock convoys (see docs/performance.md).
             anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.web_threads
-            # What was built at start-up (modules, routes, templates, mappers) lives as long as
-            # the process: kept out of the collector's full passes, each of which otherwise
-            # walked it all again (75-95 ms every 150 or so pages).
-            gc.collect()
-            gc.freeze()
+            _freeze_start_up_objects()
         if scope["type"] == "http" and time.monotonic() - self._checked > self.CHECK_EVERY:
             self._checked = time.monotonic()
             if await anyio.to_thread.run_sync(modules_generation, self.platform) != self.generation:
                 await anyio.to_thread.run_sync(self.rebuild)
         scope["kehu.app"] = self
         await self.inner(scope, receive, send)
+
+
+_frozen = False
+
+
+def _freeze_start_up_objects() -> None:
+    """Keep what was built at start-up (modules, routes, templates, mappers) out of the garbage
+    collector's full passes, which otherwise walked it all again each time (75-95 ms every 150
+    or so contact list pages). Once per process; a rebuild unfreezes (see :meth:`KehuApp.rebuild`)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def create_app(settings: Settings | None = None) -> KehuApp:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from kehu.db import begin_immediate, make_engine, refresh_statistics
+from kehu.db import SQLITE_CONNECTION_LIFETIME, begin_immediate, make_engine, refresh_statistics
+from kehu.jobs import STATISTICS_INTERVAL
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -97,4 +98,11 @@ def test_refreshed_statistics_lead_the_planner_to_the_selective_index(tmp_path: 
     assert "ix_team" in plan()  # the guess
     assert refresh_statistics(engine) is True
     assert "ix_due" in plan() and "ix_team" not in plan()
+    engine.dispose()
+
+
+def test_pooled_sqlite_connections_are_opened_again_to_read_new_statistics(tmp_path: Path) -> None:
+    # A connection reads the planner's statistics when it opens, never later.
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert engine.pool._recycle == SQLITE_CONNECTION_LIFETIME <= STATISTICS_INTERVAL.total_seconds() / 2
     engine.dispose()

@@ -21,10 +21,11 @@ def upgrade() -> None:
     sa.Column('seeded_at', kehu.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_kehu_seeded_role'))
     )
-    # The roles of modules that are there now were created by earlier upgrades: record them, so
-    # that none of them comes back once an administrator deletes it.
+    # The plugins' roles that are there now were created by earlier upgrades: record them, so
+    # that none of them comes back once an administrator deletes it. (Roles administrators make,
+    # and the core's, have module "core": they are never recorded.)
     op.execute("INSERT INTO kehu_seeded_role (name, module, seeded_at) "
-               "SELECT name, module, CURRENT_TIMESTAMP FROM kehu_role WHERE module <> ''")
+               "SELECT name, module, CURRENT_TIMESTAMP FROM kehu_role WHERE module NOT IN ('', 'core')")
 
 
 def downgrade() -> None:

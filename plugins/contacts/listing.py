@@ -196,8 +196,9 @@ COMMON_TAG = 2000
 #: What :func:`page` can give as items: :class:`~.models.Contact` objects, or what a user sees
 #: of them, read with plain queries (SELECT to add the filters to, reader of its rows).
 Shape = Literal["contacts", "summaries", "views"]
-_READERS: dict[str, tuple[Callable[[], Select[Any]], Callable[..., list[Any]]]] = {
-    "summaries": (display.summary_select, display.summaries), "views": (display.view_select, display.views)}
+_READERS: dict[str, tuple[Callable[[], Select[Any]], Callable[..., list[Any]]] | None] = {
+    "contacts": None, "summaries": (display.summary_select, display.summaries),
+    "views": (display.view_select, display.views)}
 
 
 def common_tags(db: Session, tags: list[str]) -> frozenset[str]:
@@ -221,7 +222,7 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
     if fields is None:  # they are only needed to filter by them
         fields = custom_fields(db) if query.custom else []
     common = common_tags(db, query.tags)
-    base, read = _READERS.get(shape, (None, None))
+    base, read = _READERS[shape] or (None, None)
     statement = filtered(platform, user, query, fields, base=base() if base else None, common_tags=common)
     name, descending = query.sort.lstrip("-"), query.sort.startswith("-")
     column = SORTS[name]

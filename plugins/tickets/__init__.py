@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 import kehu
+from kehu.db import count_rows
 from kehu.declarations import MenuItem, Panel, Schedule, Setting, TimelineEntry
 from kehu.i18n import gettext as _
 from kehu.platform import current
@@ -153,6 +154,10 @@ def kehu_template_globals() -> dict[str, Any]:
     return {"tickets_time": _local_time}
 
 
+#: Tickets the contact page's panel lists (the newest); a link leads to all of them.
+PANEL_TICKETS = 10
+
+
 @kehu.hookimpl
 def kehu_slot(name: str, request: Any, context: dict[str, Any]) -> Panel | None:
     """The customer's tickets on the contact page."""
@@ -164,12 +169,16 @@ def kehu_slot(name: str, request: Any, context: dict[str, Any]) -> Panel | None:
         return None
     platform = platform_of(request)
     with platform.reading() as db:  # the contact page holds its own transaction open
-        query = service.ListQuery(contact_id=contact.id, limit=10)
-        items, total = service.page(platform, db, user, query)
-        statuses = service.statuses(db)  # the panel shows no SLA clocks: no need for tickets_dicts
+        # Plain rows of what the panel shows (no SLA clocks, no model objects): it is on every contact page.
+        mine = service.filtered(platform, db, user, service.ListQuery(contact_id=contact.id))
+        total = count_rows(db, mine.with_only_columns(Ticket.id))
+        rows = db.execute(mine.with_only_columns(Ticket.id, Ticket.number, Ticket.subject, Ticket.status,
+                                                 Ticket.created_at)
+                          .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(PANEL_TICKETS)).all()
+        statuses = service.statuses(db)
         tickets = [SimpleNamespace(id=t.id, number=t.number, subject=t.subject, status=t.status,
                                    status_label=service.status_label(statuses.get(t.status), t.status),
-                                   created_at=t.created_at) for t in items]
+                                   created_at=t.created_at) for t in rows]
     html = render_fragment(request, "tickets/_panel.html", {
         "tickets": tickets, "total": total, "contact": contact, "may_write": user.can(security.WRITE),
         "priority_label": service.priority_label, "tickets_time": _local_time})
@@ -230,12 +239,13 @@ def contacts_timeline(session: Any, contact_id: int, user: Any) -> list[Timeline
     if not user.can(security.READ):
         return None
     platform = current()
-    tickets = {t.id: t for t in session.scalars(service.visible_query(platform, user)
-                                                 .where(Ticket.contact_id == contact_id))}
+    tickets = {t.id: t for t in session.execute(service.visible_query(platform, user)
+                                                 .where(Ticket.contact_id == contact_id)
+                                                 .with_only_columns(Ticket.id, Ticket.number, Ticket.subject))}
     if not tickets:
         return []
-    rows = session.scalars(select(History).where(History.ticket_id.in_(list(tickets)),
-                                                 History.action.in_(TIMELINE_ACTIONS)))
+    rows = session.execute(select(History.ticket_id, History.at, History.action, History.detail)
+                           .where(History.ticket_id.in_(list(tickets)), History.action.in_(TIMELINE_ACTIONS)))
     statuses = service.statuses(session)
     entries = []
     for row in rows:

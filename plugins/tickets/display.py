@@ -21,7 +21,7 @@ from kehu.i18n import gettext as _
 from kehu.platform import Platform
 
 from . import security, service, sla
-from .models import Attachment, Comment, History, Ticket
+from .models import PRIORITIES, Attachment, Comment, History, Ticket
 
 
 def minutes(delta: Any) -> int | None:
@@ -80,7 +80,7 @@ def queue_rows(platform: Platform, db: Session, tickets: list[Ticket], now: date
     zone = service.timezone(platform)
     labels = {"response": _("Response"), "resolution": _("Resolution")}
     states = {state: clock_label(state) for state in ("met", "breached", "paused", "running")}
-    priorities = {p: service.priority_label(p) for p in ("low", "normal", "high", "urgent")}
+    priorities = {p: service.priority_label(p) for p in PRIORITIES}
     rows = []
     for ticket in tickets:
         badges = []

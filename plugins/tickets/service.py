@@ -101,9 +101,11 @@ def business_calendar(platform: Platform, db: Session) -> sla.BusinessCalendar:
         holidays=frozenset(day for day, kind in days if kind == HOLIDAY),
         workdays=frozenset(day for day, kind in days if kind == WORKDAY),
     )
-    if calendar != _last_calendar:
-        _last_calendar = calendar
-    return _last_calendar
+    cached = _last_calendar  # read once: another thread may replace it meanwhile
+    if cached == calendar:
+        return cached
+    _last_calendar = calendar
+    return calendar
 
 
 _last_calendar: sla.BusinessCalendar | None = None
