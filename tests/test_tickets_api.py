@@ -30,7 +30,7 @@ def test_create_and_list_a_customers_tickets(desk: Desk) -> None:
     assert listed.status_code == 200
     assert listed.json()["total"] == 1 and [t["subject"] for t in listed.json()["items"]] == ["无法开机"]
     assert amy.get("/api/tickets/").json()["total"] == 2
-    assert amy.get("/api/tickets/").json()["total_capped"] is False  # counted exactly up to 10,000
+    assert amy.get("/api/tickets/").json()["total_capped"] is False  # counted exactly up to 1,000
 
     invalid = amy.post("/api/tickets/", json={"subject": "", "priority": "soon"})
     assert invalid.status_code == 422

@@ -40,7 +40,7 @@ def _int(value: Any, field: str) -> int | None:
 
 
 #: The ticket list counts matching tickets up to this many (a busy team has a year of them).
-API_COUNT_UP_TO = 10_000
+API_COUNT_UP_TO = 1_000
 
 
 # --- Tickets -------------------------------------------------------------------------------------
@@ -64,8 +64,8 @@ def list_tickets(request: Request, body: dict[str, Any]) -> dict[str, Any]:
       - {name: limit, in: query, schema: {type: integer, default: 50, maximum: 500}}
       - {name: offset, in: query, schema: {type: integer, default: 0}}
     responses:
-      "200": {description: "{items: [ticket], total, total_capped, limit, offset}: total counts up to 10,000
-        matching tickets; beyond, it is 10,001 and total_capped is true"}
+      "200": {description: "{items: [ticket], total, total_capped, limit, offset}: total counts up to 1,000
+        matching tickets (as the queue page); beyond, it is 1,001 and total_capped is true: page on with offset"}
       "422": {description: A filter is not valid}
     """
     platform, user = platform_of(request), current_user(request)
