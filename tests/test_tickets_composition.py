@@ -49,6 +49,15 @@ def test_the_contact_page_shows_the_customers_tickets_and_their_events(desk: Des
     sam_page = desk.client("sam").get(f"/contacts/{contact}")  # sales: no tickets permission
     assert sam_page.status_code == 200 and 'data-slot="contacts.detail.panels"><h2>工单' not in sam_page.text
 
+    # The panel lists the newest ten and links to all of them, counted, once there are more.
+    assert "全部" not in panel
+    for number in range(10):
+        desk.ticket("amy", contact_id=contact, subject=f"第{number}次咨询")
+    page = desk.client("amy").get(f"/contacts/{contact}")
+    panel = page.text.split('data-slot="contacts.detail.panels"><h2>工单</h2>', 1)[1].split("</section>", 1)[0]
+    assert panel.count('<li><a href="/tickets/') == 10 and "第9次咨询" in panel and "退款进度" not in panel
+    assert f'<a href="/tickets/?contact_id={contact}">全部 11 个工单</a>' in panel
+
 
 def test_merging_contacts_moves_their_tickets(desk: Desk) -> None:
     survivor, merged = desk.contact("周杰"), desk.contact("周杰（重复）")
