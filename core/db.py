@@ -144,8 +144,6 @@ def _configure_sqlite(engine: Engine) -> None:
             driver.execute("BEGIN")
 
 
-
-
 def begin_immediate(driver: sqlite3.Connection, timeout: float = BUSY_TIMEOUT) -> None:
     """``BEGIN IMMEDIATE``: take SQLite's write lock up front, so that two writers queue
     instead of failing with "database is locked" when a reader upgrades to a writer.

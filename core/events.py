@@ -134,8 +134,13 @@ def _nobody_listens() -> bool:
         platform = current()
     except RuntimeError:
         return False  # no platform here: leave the event to dispatch and the relay
-    return not any(not (impl.hookwrapper or getattr(impl, "wrapper", False))
-                   for impl in platform.pm.hook.kehu_on_event.get_hookimpls())
+    return not _handlers(platform)
+
+
+def _handlers(platform: Platform) -> list[Any]:
+    """The ``kehu_on_event`` implementations that handle events (wrappers do not)."""
+    return [impl for impl in platform.pm.hook.kehu_on_event.get_hookimpls()
+            if not (impl.hookwrapper or getattr(impl, "wrapper", False))]
 
 
 def _persisted_event_ids(rows: Iterable[OutboxEvent]) -> list[int]:
@@ -336,9 +341,7 @@ def deliver(platform: Platform, event_id: int) -> DeliveryReport:
             return report
         event = Event.from_row(row)
         done_before = set(session.scalars(select(EventDelivery.handler).where(EventDelivery.event_id == event_id)))
-    for impl in platform.pm.hook.kehu_on_event.get_hookimpls():
-        if impl.hookwrapper or getattr(impl, "wrapper", False):
-            continue
+    for impl in _handlers(platform):
         handler = impl.plugin_name
         if handler in done_before:
             report.skipped.append(handler)

@@ -24,9 +24,9 @@ from kehu.db import count_rows
 from kehu.i18n import gettext as _
 from kehu.platform import Platform
 
-from . import display, normalize, security
+from . import display, normalize
 from .models import COMPANY, STAGES, Contact, ContactTag, CustomField
-from .service import Invalid, NotFound, custom_fields, id_of, ids_with_point, list_of, text_of
+from .service import Invalid, custom_fields, id_of, ids_with_point, list_of, text_of, visible_row
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -258,23 +258,12 @@ _ID_BY_ID = select(Contact.id).where(Contact.id == bindparam("contact_id"))
 def visible_view(platform: Platform, db: Session, user: CurrentUser, contact_id: Any) -> display.ContactView:
     """What ``user`` sees of the contact, read without model objects; :class:`NotFound` when
     they may not see it, as :func:`~.service.get_visible` (an erased contact is found: its view says so)."""
-    return display.views(platform, db, user, [_visible_row(platform, db, user, _VIEW_BY_ID, contact_id)])[0]
+    return display.views(platform, db, user, [visible_row(platform, db, user, _VIEW_BY_ID, contact_id)])[0]
 
 
 def visible_id(platform: Platform, db: Session, user: CurrentUser, contact_id: Any) -> int:
     """The contact's id if ``user`` may see it; :class:`NotFound` otherwise, as :func:`~.service.get_visible`."""
-    return int(_visible_row(platform, db, user, _ID_BY_ID, contact_id).id)
-
-
-def _visible_row(platform: Platform, db: Session, user: CurrentUser, statement: Select[Any], contact_id: Any) -> Any:
-    """The row of ``statement`` (by ``:contact_id``) for the contact, if ``user`` may see it."""
-    wanted = id_of(contact_id)
-    row = None
-    if wanted is not None and user.can(security.READ):
-        row = db.execute(rbac.restrict(platform, statement, Contact, user), {"contact_id": wanted}).first()
-    if row is None:
-        raise NotFound(_("There is no such contact."))
-    return row
+    return int(visible_row(platform, db, user, _ID_BY_ID, contact_id).id)
 
 
 def _encode_cursor(value: Any, contact_id: int) -> str:

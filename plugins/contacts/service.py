@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -408,12 +408,23 @@ def custom_fields(db: Session, active_only: bool = True) -> list[CustomField]:
 def get_visible(platform: Platform, db: Session, user: CurrentUser, contact_id: Any) -> Contact:
     """The contact if ``user`` may see it; :class:`NotFound` otherwise, also when it exists
     but belongs to someone else (its existence is nobody else's business)."""
-    contact_id = id_of(contact_id)
-    contact = (rbac.visible(platform, db, Contact, user, contact_id)
-               if contact_id is not None and user.can(security.READ) else None)
-    if contact is None:
+    return visible_row(platform, db, user, _CONTACT_BY_ID, contact_id)[0]
+
+
+_CONTACT_BY_ID = select(Contact).where(Contact.id == bindparam("contact_id"))
+
+
+def visible_row(platform: Platform, db: Session, user: CurrentUser, statement: Select[Any], contact_id: Any) -> Any:
+    """The first row of ``statement`` (a SELECT from the contacts table with a ``:contact_id``
+    parameter) for the contact, if ``user`` may see it; :class:`NotFound` otherwise, as
+    :func:`get_visible` (the record rules apply, an id that is not one is not found)."""
+    wanted = id_of(contact_id)
+    row = None
+    if wanted is not None and user.can(security.READ):
+        row = db.execute(rbac.restrict(platform, statement, Contact, user), {"contact_id": wanted}).first()
+    if row is None:
         raise NotFound(_("There is no such contact."))
-    return contact
+    return row
 
 
 def get_changeable(platform: Platform, db: Session, user: CurrentUser, contact_id: Any) -> Contact:

@@ -63,6 +63,7 @@ def run_sla_check(platform: Platform, now: datetime | None = None) -> list[tuple
     now = now or utcnow()
     warn = timedelta(minutes=service.int_setting(platform, "warn_before_minutes"))
     horizon = now + warn
+
     def not_escalated(clock: str) -> Any:
         return ~exists().where(SlaAlert.ticket_id == Ticket.id, SlaAlert.kind == f"{clock}_breach")
 
