@@ -513,13 +513,18 @@ _USER_COLUMNS = (User.id, User.login, User.name, User.team, User.language)
 def holders_of(db: Session, permission: str) -> list[Any]:
     """The active users who have ``permission`` (or ``*``), as rows of ``id, login, name,
     team``, ordered by team and name: e.g. the people a ticket can be assigned to."""
+    return list(db.execute(_holders_lookup(), {"permissions": ["*", permission]}))
+
+
+@functools.cache
+def _holders_lookup() -> Any:
+    # Built once, as the session look-up: the ticket queue asks on every page.
     from kehu.models import RolePermission, UserRole
 
-    return list(db.execute(
-        select(User.id, User.login, User.name, User.team).distinct()
-        .join(UserRole, UserRole.user_id == User.id).join(RolePermission, RolePermission.role_id == UserRole.role_id)
-        .where(User.active.is_(True), RolePermission.permission.in_(["*", permission]))
-        .order_by(User.team, User.name, User.login)))
+    return (select(User.id, User.login, User.name, User.team).distinct()
+            .join(UserRole, UserRole.user_id == User.id).join(RolePermission, RolePermission.role_id == UserRole.role_id)
+            .where(User.active.is_(True), RolePermission.permission.in_(bindparam("permissions", expanding=True)))
+            .order_by(User.team, User.name, User.login))
 
 
 def _current_user(row: Any, permissions: frozenset[str], **extra: Any) -> CurrentUser:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, Select, create_engine, event, func, select
+from sqlalchemy import DateTime, Dialect, Engine, MetaData, Select, create_engine, event, func, select
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -97,6 +98,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], datetime | None] | None:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        # SQLite keeps the ISO text SQLAlchemy wrote, in UTC ("2026-11-25 19:31:51.123456").
+        # Parsed with its offset appended by the C ``fromisoformat``, a timestamp costs a tenth of
+        # SQLAlchemy's regular expression followed by ``replace(tzinfo=...)``: a page of rows
+        # reads several per row.
+        from_text = datetime.fromisoformat
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            if isinstance(value, str):
+                try:
+                    value = from_text(value + "+00:00")
+                except ValueError:  # text that carries its own offset
+                    value = from_text(value)
+            if value.tzinfo is UTC:
+                return value
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+        return process
 
 
 BUSY_TIMEOUT = 30.0  # seconds SQLite waits for a lock (a writer for the write lock) before giving up

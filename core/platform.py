@@ -198,8 +198,7 @@ class Platform:
         with self.engine.connect() as connection:
             connection.info["write"] = False
             try:
-                with Session(bind=connection) as session:
-                    event.listen(session, "before_flush", _refuse_writes)
+                with ReadingSession(bind=connection) as session:
                     yield session
             finally:
                 connection.rollback()
@@ -235,7 +234,13 @@ class ReadOnlySession(RuntimeError):
     """Something tried to write through :meth:`Platform.reading`."""
 
 
+class ReadingSession(Session):
+    """The session :meth:`Platform.reading` gives: flushing a change raises :class:`ReadOnlySession`."""
+
+
+@event.listens_for(ReadingSession, "before_flush")
 def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    # Listened for on the class once: listening on each session cost as much as a query.
     if session.new or session.dirty or session.deleted:
         changed = next(iter([*session.new, *session.dirty, *session.deleted]))
         raise ReadOnlySession(f"platform.reading() is read-only, but {type(changed).__name__} was changed in it: "

@@ -106,3 +106,32 @@ def test_pooled_sqlite_connections_are_opened_again_to_read_new_statistics(tmp_p
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     assert engine.pool._recycle == SQLITE_CONNECTION_LIFETIME <= STATISTICS_INTERVAL.total_seconds() / 2
     engine.dispose()
+
+
+def test_utc_datetimes_read_back_from_sqlite_as_they_were_written(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy import Column, Integer, MetaData, Table, insert, select
+
+    from kehu.db import UTCDateTime
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'times.sqlite3'}")
+    table = Table("moments", MetaData(), Column("id", Integer, primary_key=True), Column("at", UTCDateTime()))
+    table.metadata.create_all(engine)
+    written = [datetime(2026, 11, 25, 19, 31, 51, 123456, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC),
+               datetime(2026, 11, 26, 3, 0, tzinfo=timezone(timedelta(hours=8))), None]
+    with engine.begin() as connection:
+        connection.execute(insert(table), [{"id": n, "at": value} for n, value in enumerate(written)])
+        # Text written by hand or by another tool: a date alone, seconds only, an explicit offset.
+        connection.execute(text("INSERT INTO moments (id, at) VALUES (10, '2026-03-01'), "
+                                "(11, '2026-03-01 08:00:00'), (12, '2026-03-01T08:00:00+08:00')"))
+    with engine.connect() as connection:
+        read = dict(connection.execute(select(table.c.id, table.c.at)).all())
+    for number, value in enumerate(written):
+        assert read[number] == value
+        assert read[number] is None or read[number].tzinfo is UTC
+    assert read[10] == datetime(2026, 3, 1, tzinfo=UTC)
+    assert read[11] == datetime(2026, 3, 1, 8, tzinfo=UTC)
+    assert read[12] == datetime(2026, 3, 1, tzinfo=UTC)
+    assert all(read[n].tzinfo is UTC for n in (10, 11, 12))
+    engine.dispose()

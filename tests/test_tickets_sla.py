@@ -214,6 +214,25 @@ def test_an_open_pause_freezes_the_clock(start: datetime, target: timedelta, pau
         assert frozen < target
 
 
+open_pauses_strategy = st.lists(st.tuples(moments, st.one_of(st.none(), st.integers(min_value=0, max_value=20 * 24 * 60))),
+                                max_size=4).map(lambda items: [
+                                    (start, None if length is None else start + timedelta(minutes=length))
+                                    for start, length in items])
+
+
+@PROPERTY
+@given(moments, durations, open_pauses_strategy, moments, st.one_of(st.none(), moments))
+def test_a_clock_is_breached_exactly_when_its_counted_time_reaches_the_target(
+        start: datetime, target: timedelta, pauses: list[sla.Pause], now: datetime, stopped_at: datetime | None) -> None:
+    # ``breached`` compares the moment read at with the due moment, without counting the
+    # working time: it must agree with the count, pauses (open ones too) and stops included.
+    clock = sla.clock(CALENDAR, start, target, now, pauses, stopped_at=stopped_at)
+    until = min(stopped_at, now) if stopped_at is not None else now
+    assert clock.elapsed == sla.elapsed(CALENDAR, start, until, pauses)
+    if until >= start:
+        assert clock.breached == (clock.elapsed >= target)
+
+
 @PROPERTY
 @given(moments, moments)
 def test_long_spans_are_counted_as_the_day_by_day_walk_counts_them(a: datetime, b: datetime) -> None:

@@ -176,7 +176,7 @@ def kehu_slot(name: str, request: Any, context: dict[str, Any]) -> Panel | None:
                           .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(PANEL_TICKETS)).all()
         # Most customers have fewer tickets than the panel lists: counting them is then no query.
         total = len(rows) if len(rows) < PANEL_TICKETS else count_rows(db, mine.with_only_columns(Ticket.id))
-        statuses = service.statuses(db)
+        statuses = service.status_rows(db)
         tickets = [SimpleNamespace(id=t.id, number=t.number, subject=t.subject, status=t.status,
                                    status_label=service.status_label(statuses.get(t.status), t.status),
                                    created_at=t.created_at) for t in rows]
@@ -247,7 +247,7 @@ def contacts_timeline(session: Any, contact_id: int, user: Any) -> list[Timeline
         return []
     rows = session.execute(select(History.ticket_id, History.at, History.action, History.detail)
                            .where(History.ticket_id.in_(list(tickets)), History.action.in_(TIMELINE_ACTIONS)))
-    statuses = service.statuses(session)
+    statuses = service.status_rows(session)
     entries = []
     for row in rows:
         ticket = tickets[row.ticket_id]

@@ -93,33 +93,47 @@ def business_calendar(platform: Platform, db: Session) -> sla.BusinessCalendar:
     working windows it worked out (each queue page would otherwise work out the same days again).
     """
     global _last_calendar
-    opens, closes = sla.parse_hours(setting(platform, "business_hours"))
-    days = db.execute(select(CalendarDay.day, CalendarDay.kind)).all()
+    inputs = (setting(platform, "business_hours"), setting(platform, "weekdays"), setting(platform, "timezone"),
+              tuple(db.execute(_CALENDAR_DAYS)))
+    cached = _last_calendar  # read once: another thread may replace it meanwhile
+    if cached is not None and cached[0] == inputs:
+        return cached[1]
+    hours, weekdays, _zone, days = inputs
+    opens, closes = sla.parse_hours(hours)
     calendar = sla.BusinessCalendar(
-        timezone=timezone(platform), opens=opens, closes=closes,
-        weekdays=sla.parse_weekdays(setting(platform, "weekdays")),
+        timezone=timezone(platform), opens=opens, closes=closes, weekdays=sla.parse_weekdays(weekdays),
         holidays=frozenset(day for day, kind in days if kind == HOLIDAY),
         workdays=frozenset(day for day, kind in days if kind == WORKDAY),
     )
-    cached = _last_calendar  # read once: another thread may replace it meanwhile
-    if cached == calendar:
-        return cached
-    _last_calendar = calendar
+    _last_calendar = (inputs, calendar)
     return calendar
 
 
-_last_calendar: sla.BusinessCalendar | None = None
+_CALENDAR_DAYS = select(CalendarDay.day, CalendarDay.kind).order_by(CalendarDay.day)
+_last_calendar: tuple[tuple[Any, ...], sla.BusinessCalendar] | None = None
 
 
 # --- Reference data: statuses, transitions, categories, policies -------------------------------------
 
 
 def statuses(db: Session) -> dict[str, TicketStatus]:
-    """Every status, in workflow order."""
+    """Every status, in workflow order, as model objects (to change them)."""
     return {s.key: s for s in db.scalars(select(TicketStatus).order_by(TicketStatus.position, TicketStatus.key))}
 
 
-def status_label(status: TicketStatus | None, key: str = "") -> str:
+# Built once: pages read the statuses several times each (a queue, a contact's tickets panel).
+_STATUS_ROWS = select(TicketStatus.key, TicketStatus.label, TicketStatus.position, TicketStatus.initial,
+                      TicketStatus.pauses_sla, TicketStatus.resolved, TicketStatus.closed,
+                      TicketStatus.active).order_by(TicketStatus.position, TicketStatus.key)
+
+
+def status_rows(db: Session) -> dict[str, Any]:
+    """Every status, in workflow order, as plain rows with the model's attributes (to read:
+    cheaper than :func:`statuses` on the pages that show them)."""
+    return {row.key: row for row in db.execute(_STATUS_ROWS)}
+
+
+def status_label(status: Any, key: str = "") -> str:
     return pick(status.label, status.key) if status is not None else key
 
 
@@ -369,9 +383,10 @@ def pauses_by_ticket(db: Session, ticket_ids: list[int]) -> dict[int, list[sla.P
 
 
 def clocks(platform: Platform, db: Session, ticket: Ticket, now: datetime | None = None,
-           calendar: sla.BusinessCalendar | None = None,
-           pauses: list[sla.Pause] | None = None) -> dict[str, sla.Clock | None]:
-    """The first-response and resolution clocks of ``ticket`` at ``now``."""
+           calendar: sla.BusinessCalendar | None = None, pauses: list[sla.Pause] | None = None,
+           statuses: dict[str, Any] | None = None) -> dict[str, sla.Clock | None]:
+    """The first-response and resolution clocks of ``ticket`` at ``now``. A list passes what
+    it read once for all its tickets: the calendar, their pauses, the statuses by key."""
     now = now or utcnow()
     calendar = calendar or business_calendar(platform, db)
     pauses = pauses_of(db, ticket.id) if pauses is None else pauses
@@ -380,7 +395,7 @@ def clocks(platform: Platform, db: Session, ticket: Ticket, now: datetime | None
         result["response"] = sla.clock(calendar, ticket.created_at, timedelta(minutes=ticket.response_target_minutes),
                                        now, pauses, stopped_at=ticket.first_response_at)
     if ticket.resolution_target_minutes is not None:
-        status = db.get(TicketStatus, ticket.status)
+        status = statuses.get(ticket.status) if statuses is not None else db.get(TicketStatus, ticket.status)
         stopped = ticket.resolved_at if status is not None and (status.resolved or status.closed) else None
         result["resolution"] = sla.clock(calendar, ticket.created_at,
                                          timedelta(minutes=ticket.resolution_target_minutes), now, pauses,

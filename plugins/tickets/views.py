@@ -34,7 +34,7 @@ QUEUE_COUNT_UP_TO = 1000
 def _common(db: Any) -> dict[str, Any]:
     return {"perm": security, "priorities": PRIORITIES, "channels": CHANNELS,
             "priority_label": service.priority_label, "channel_label": service.channel_label,
-            "categories": service.categories(db), "statuses": list(service.statuses(db).values()),
+            "categories": service.categories(db), "statuses": list(service.status_rows(db).values()),
             "status_label": service.status_label, "clock_label": display.clock_label}
 
 
