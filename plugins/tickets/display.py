@@ -81,6 +81,8 @@ def queue_rows(platform: Platform, db: Session, tickets: list[Ticket], now: date
     labels = {"response": _("Response"), "resolution": _("Resolution")}
     states = {state: clock_label(state) for state in ("met", "breached", "paused", "running")}
     priorities = {p: service.priority_label(p) for p in PRIORITIES}
+    status_labels = {key: service.status_label(status, key) for key, status in statuses.items()}
+    select_label = _("Select %(number)s")  # filled in per row: translated once
     rows = []
     for ticket in tickets:
         badges = []
@@ -90,14 +92,15 @@ def queue_rows(platform: Platform, db: Session, tickets: list[Ticket], now: date
             due = found.due_at if found.state == "running" else None
             badges.append(SimpleNamespace(state=found.state, name=labels[name], state_label=states[found.state],
                                           due_text=_short_time(due, zone) if due else ""))
+        number, status, priority, created_at = ticket.number, ticket.status, ticket.priority, ticket.created_at
         rows.append(SimpleNamespace(
-            id=ticket.id, number=ticket.number, subject=ticket.subject, status=ticket.status,
-            status_label=service.status_label(statuses.get(ticket.status), ticket.status), priority=ticket.priority,
-            priority_label=priorities.get(ticket.priority, ticket.priority),
+            id=ticket.id, number=number, subject=ticket.subject, status=status,
+            status_label=status_labels.get(status, status), priority=priority,
+            priority_label=priorities.get(priority, priority),
             contact_name=names["contacts"].get(ticket.contact_id or 0, ""),
             assignee_name=names["users"].get(ticket.assignee_id or 0, ""), team=ticket.team, clocks=badges,
-            created_at=ticket.created_at.isoformat(), created_text=_short_time(ticket.created_at, zone),
-            select_label=_("Select %(number)s", number=ticket.number)))
+            created_at=created_at.isoformat(), created_text=_short_time(created_at, zone),
+            select_label=select_label % {"number": number}))
     return rows
 
 

@@ -9,6 +9,7 @@ subclasses carrying the HTTP status to answer with.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, delete, or_, select, update
+from sqlalchemy import Select, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -252,16 +253,23 @@ def contact_names(platform: Platform, db: Session, ids: Iterable[int | None]) ->
     wanted = {i for i in ids if i}
     if not wanted:
         return {}
-    contact = contact_model(platform)
-    return dict(db.execute(select(contact.id, contact.name).where(contact.id.in_(wanted))).all())
+    return dict(db.execute(_names_of(contact_model(platform)), {"ids": list(wanted)}).all())
 
 
 def user_names(db: Session, ids: Iterable[int | None]) -> dict[int, str]:
     wanted = {i for i in ids if i}
     if not wanted:
         return {}
-    rows = db.execute(select(User.id, User.name, User.login).where(User.id.in_(wanted))).all()
-    return {row.id: row.name or row.login for row in rows}
+    return {row.id: row.name or row.login for row in db.execute(_USER_NAMES, {"ids": list(wanted)})}
+
+
+# Built once (a queue page asks for both on every request).
+_USER_NAMES = select(User.id, User.name, User.login).where(User.id.in_(bindparam("ids", expanding=True)))
+
+
+@functools.cache
+def _names_of(model: Any) -> Select[Any]:
+    return select(model.id, model.name).where(model.id.in_(bindparam("ids", expanding=True)))
 
 
 # --- Listing --------------------------------------------------------------------------------------------
@@ -375,11 +383,13 @@ def pauses_by_ticket(db: Session, ticket_ids: list[int]) -> dict[int, list[sla.P
     """Each ticket's SLA pauses, oldest first, in one query (a queue page shows 50 tickets)."""
     found: dict[int, list[sla.Pause]] = {ticket_id: [] for ticket_id in ticket_ids}
     if ticket_ids:
-        rows = db.execute(select(SlaPause.ticket_id, SlaPause.started_at, SlaPause.ended_at)
-                          .where(SlaPause.ticket_id.in_(ticket_ids)).order_by(SlaPause.started_at))
-        for ticket_id, started_at, ended_at in rows:
+        for ticket_id, started_at, ended_at in db.execute(_PAUSES_OF, {"ids": ticket_ids}):
             found[ticket_id].append((started_at, ended_at))
     return found
+
+
+_PAUSES_OF = select(SlaPause.ticket_id, SlaPause.started_at, SlaPause.ended_at).where(
+    SlaPause.ticket_id.in_(bindparam("ids", expanding=True))).order_by(SlaPause.started_at)
 
 
 def clocks(platform: Platform, db: Session, ticket: Ticket, now: datetime | None = None,

@@ -25,6 +25,7 @@ ZERO = timedelta(0)
 #: How many days ahead :meth:`BusinessCalendar.add` looks for working time before giving up.
 MAX_DAYS = 3660
 LONG_SPAN_DAYS = 14  # from here on, business_time counts whole days instead of walking them
+DUE_MEMORY = 20_000  # due moments a calendar remembers (see BusinessCalendar.due) before starting again
 
 Pause = tuple[datetime, datetime | None]
 
@@ -51,6 +52,10 @@ class BusinessCalendar:
     # Sorted, for counting the exceptions within a span by bisection (see working_days).
     _days_off: tuple[date, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
     _extra_days: tuple[date, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
+    # The due moments of clocks without pauses, by (start, target): a queue shows the same
+    # tickets again and again, and adding working time walks the days one by one.
+    _due: dict[tuple[datetime, timedelta], datetime] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.closes <= self.opens:
@@ -141,6 +146,16 @@ class BusinessCalendar:
         # In local time; a daylight-saving change inside working hours would be off by its hour.
         return datetime.combine(date.min, self.closes) - datetime.combine(date.min, self.opens)
 
+    def due(self, start: datetime, duration: timedelta) -> datetime:
+        """:meth:`add`, remembered: the due moment of a clock that was never paused."""
+        key = (start, duration)
+        found = self._due.get(key)
+        if found is None:
+            if len(self._due) >= DUE_MEMORY:
+                self._due.clear()
+            found = self._due[key] = self.add(start, duration)
+        return found
+
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The earliest moment at which ``duration`` of working time has passed since ``start``."""
         _aware(start)
@@ -189,6 +204,8 @@ def due_at(calendar: BusinessCalendar, start: datetime, target: timedelta,
            pauses: Sequence[Pause] = ()) -> datetime | None:
     """The earliest moment the clock reaches ``target``; ``None`` while a pause that began
     before that moment lasts (the clock is stopped, so nobody knows when it will be due)."""
+    if not pauses:
+        return calendar.due(start, target)
     remaining = target
     cursor = start
     for pause_start, pause_end in merge_pauses(pauses):
@@ -250,8 +267,8 @@ def clock(calendar: BusinessCalendar, start: datetime, target: timedelta, now: d
     ``stopped_at`` is when its goal was met (the first response, the resolution), if it was.
     """
     until = min(stopped_at, now) if stopped_at is not None else now
-    paused = stopped_at is None and any(p_start <= now and (p_end is None or now < p_end)
-                                        for p_start, p_end in pauses)
+    paused = stopped_at is None and bool(pauses) and any(p_start <= now and (p_end is None or now < p_end)
+                                                         for p_start, p_end in pauses)
     return Clock(target=target, due_at=due_at(calendar, start, target, pauses), paused=paused,
                  stopped=stopped_at is not None and stopped_at <= now, until=until,
                  _count_elapsed=lambda: elapsed(calendar, start, until, pauses))
