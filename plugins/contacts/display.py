@@ -152,7 +152,8 @@ class ContactSummary(NamedTuple):
     """What a list shows of a contact, as one user may see it: the first phone number (masked
     unless they hold ``contacts.view_sensitive``), no other personal field. Read with three
     plain queries for a whole page by :func:`summaries`, without loading model objects.
-    (A named tuple: a page builds fifty, and a frozen dataclass took five times as long.)"""
+    (A named tuple: a page builds fifty, and a frozen dataclass sets each field through
+    ``object.__setattr__``.)"""
 
     id: int
     kind: str
