@@ -67,7 +67,8 @@ def ticket_dict(platform: Platform, db: Session, user: CurrentUser, ticket: Tick
     }
 
 
-def queue_rows(platform: Platform, db: Session, tickets: list[Ticket], now: datetime | None = None) -> list[Any]:
+def queue_rows(platform: Platform, db: Session, tickets: list[Ticket], now: datetime | None = None,
+               statuses: dict[str, Any] | None = None) -> list[Any]:
     """What the queue page shows of each ticket, read straight from the tickets: its labels,
     local times and the SLA clocks worth a badge (not a response clock that was met).
 
@@ -76,7 +77,7 @@ def queue_rows(platform: Platform, db: Session, tickets: list[Ticket], now: date
     record) cost a third of the page.
     """
     now = now or utcnow()
-    calendar, statuses, names, pauses = _shared_reads(platform, db, tickets)
+    calendar, statuses, names, pauses = _shared_reads(platform, db, tickets, statuses)
     zone = service.timezone(platform)
     labels = {"response": _("Response"), "resolution": _("Resolution")}
     states = {state: clock_label(state) for state in ("met", "breached", "paused", "running")}
@@ -109,13 +110,15 @@ def _short_time(moment: datetime, zone: Any) -> str:
     return f"{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
 
 
-def _shared_reads(platform: Platform, db: Session, tickets: list[Ticket]) -> tuple[Any, ...]:
-    """What a list of tickets needs once, not per ticket: the calendar, the statuses, the
-    assignees' and customers' names and the SLA pauses."""
+def _shared_reads(platform: Platform, db: Session, tickets: list[Ticket],
+                  statuses: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """What a list of tickets needs once, not per ticket: the calendar, the statuses (unless
+    the page read them already), the assignees' and customers' names and the SLA pauses."""
     names = {"users": service.user_names(db, [t.assignee_id for t in tickets]),
              "contacts": service.contact_names(platform, db, [t.contact_id for t in tickets])}
-    return (service.business_calendar(platform, db), service.status_rows(db), names,
-            service.pauses_by_ticket(db, [t.id for t in tickets]))
+    statuses = statuses if statuses is not None else service.status_rows(db)
+    pauses = service.pauses_by_ticket(db, [t.id for t in tickets])
+    return service.business_calendar(platform, db), statuses, names, pauses
 
 
 def tickets_dicts(platform: Platform, db: Session, user: CurrentUser, tickets: list[Ticket],

@@ -155,10 +155,12 @@ def allowed_targets(db: Session, from_status: str) -> list[TicketStatus]:
 
 
 def categories(db: Session, active_only: bool = True) -> list[Category]:
-    query = select(Category).order_by(Category.position, Category.key)
-    if active_only:
-        query = query.where(Category.active.is_(True))
-    return list(db.scalars(query))
+    return list(db.scalars(_ACTIVE_CATEGORIES if active_only else _ALL_CATEGORIES))
+
+
+# Built once: every tickets page lists them.
+_ALL_CATEGORIES = select(Category).order_by(Category.position, Category.key)
+_ACTIVE_CATEGORIES = _ALL_CATEGORIES.where(Category.active.is_(True))
 
 
 def priority_label(priority: str) -> str:
@@ -1031,6 +1033,9 @@ def workers_for_assignment(db: Session) -> list[tuple[int, str, str]]:
 
 def alerts_for(db: Session, user_id: int, limit: int = 20) -> list[Any]:
     """The latest SLA alerts sent to a user: rows of ``kind``, ``created_at``, ``ticket_id``, ``number``."""
-    return list(db.execute(select(SlaAlert.kind, SlaAlert.created_at, Ticket.id.label("ticket_id"), Ticket.number)
-                           .join(Ticket, Ticket.id == SlaAlert.ticket_id).where(SlaAlert.user_id == user_id)
-                           .order_by(SlaAlert.created_at.desc()).limit(limit)).all())
+    return list(db.execute(_ALERTS_FOR, {"user_id": user_id, "limit": limit}).all())
+
+
+_ALERTS_FOR = (select(SlaAlert.kind, SlaAlert.created_at, Ticket.id.label("ticket_id"), Ticket.number)
+               .join(Ticket, Ticket.id == SlaAlert.ticket_id).where(SlaAlert.user_id == bindparam("user_id"))
+               .order_by(SlaAlert.created_at.desc()).limit(bindparam("limit")))

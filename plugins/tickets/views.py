@@ -32,9 +32,10 @@ QUEUE_COUNT_UP_TO = 1000
 
 
 def _common(db: Any) -> dict[str, Any]:
+    statuses = service.status_rows(db)
     return {"perm": security, "priorities": PRIORITIES, "channels": CHANNELS,
             "priority_label": service.priority_label, "channel_label": service.channel_label,
-            "categories": service.categories(db), "statuses": list(service.status_rows(db).values()),
+            "categories": service.categories(db), "statuses": list(statuses.values()), "status_by_key": statuses,
             "status_label": service.status_label, "clock_label": display.clock_label}
 
 
@@ -60,8 +61,9 @@ def queue(request: Request, form: Form) -> Response:
         items, total = service.page(platform, db, user, query, count_up_to=QUEUE_COUNT_UP_TO)
         capped = total > QUEUE_COUNT_UP_TO
         agent = db.get(Agent, user.id)
+        common = _common(db)
         context = {
-            **_common(db), "tickets": display.queue_rows(platform, db, items),
+            **common, "tickets": display.queue_rows(platform, db, items, statuses=common["status_by_key"]),
             "total": f"{QUEUE_COUNT_UP_TO}+" if capped else total, "page": number,
             "pages": number + 1 if capped and len(items) == query.limit else max(number, math.ceil(total / query.limit)),
             "pages_known": not capped, "query": query, "errors": errors,
