@@ -26,7 +26,7 @@ from kehu.platform import Platform
 
 from . import display, normalize
 from .models import COMPANY, STAGES, Contact, ContactTag, CustomField
-from .service import Invalid, custom_fields, id_of, ids_with_point, list_of, text_of, visible_row
+from .service import Invalid, custom_fields, id_of, ids_with_points, list_of, text_of, visible_row
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -105,9 +105,10 @@ def search_clause(text: str) -> Any:
     """Contacts whose name or company's name contains ``text``, or with a phone number, e-mail
     address or WeChat id equal to it in any common format. A term that is a phone number or an
     e-mail address is only looked up in the blind index, which is what keeps it fast."""
-    exact = [Contact.id.in_(ids_with_point(kind, canonical)) for kind, canonical in normalize.search_keys(text)]
+    keys = normalize.search_keys(text)
+    exact = [Contact.id.in_(ids_with_points(keys))] if keys else []
     if exact and (normalize.looks_like_phone(text) or "@" in text):
-        return or_(*exact)
+        return exact[0]
     company = aliased(Contact)
     return or_(Contact.name.icontains(text, autoescape=True),
                Contact.company_id.in_(select(company.id).where(company.kind == COMPANY,

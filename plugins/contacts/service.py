@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -442,8 +442,16 @@ def get_changeable(platform: Platform, db: Session, user: CurrentUser, contact_i
 def ids_with_point(kind: str, canonical: str) -> Select[Any]:
     """``SELECT contact_id`` of the points of ``kind`` whose canonical value is ``canonical``:
     an equality on the blind index, the only way the database can find an encrypted value."""
-    return select(ContactPoint.contact_id).where(ContactPoint.kind == kind,
-                                                 ContactPoint.lookup == normalize.lookup(kind, canonical))
+    return ids_with_points([(kind, canonical)])
+
+
+def ids_with_points(keys: Sequence[tuple[str, str]]) -> Select[Any]:
+    """:func:`ids_with_point` for any of several ``(kind, canonical)`` keys, in one subquery:
+    ``id IN (a) OR id IN (b)`` made PostgreSQL walk every contact (18 ms among 100,000)
+    where one ``IN`` is two index look-ups."""
+    return select(ContactPoint.contact_id).where(or_(*(
+        and_(ContactPoint.kind == kind, ContactPoint.lookup == normalize.lookup(kind, canonical))
+        for kind, canonical in keys)))
 
 
 def find_by_point(db: Session, kind: str, raw: str) -> list[Contact]:
