@@ -116,9 +116,7 @@ class UTCDateTime(TypeDecorator[datetime]):
                     value = from_text(value + "+00:00")
                 except ValueError:  # text that carries its own offset
                     value = from_text(value)
-            if value.tzinfo is UTC:
-                return value
-            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+            return value if value.tzinfo is UTC else self.process_result_value(value, dialect)
 
         return process
 

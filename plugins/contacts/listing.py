@@ -236,11 +236,10 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
         paged = paged.offset(query.offset)
     order = (column.desc(), Contact.id.desc()) if descending else (column.asc(), Contact.id.asc())
     paged = paged.order_by(*order).limit(query.limit + 1)
-    items: list[Any] = read(platform, db, user, db.execute(paged).all()) if read else list(db.scalars(paged).unique())
-    next_cursor = ""
-    if len(items) > query.limit:
-        items = items[:query.limit]
-        next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id)
+    found = db.execute(paged).all() if read else list(db.scalars(paged).unique())
+    more = len(found) > query.limit  # the one row past the page is only read to know that
+    items: list[Any] = read(platform, db, user, found[:query.limit]) if read else found[:query.limit]
+    next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id) if more else ""
     if not query.cursor and not query.offset and not next_cursor:
         return Page(items=items, total=len(items), next_cursor="", offset=0, limit=query.limit)
     total = count_rows(db, filtered(platform, user, query, fields, base=select(Contact.id), common_tags=common),
