@@ -46,6 +46,7 @@ from kehu.config import Settings
 from kehu.declarations import Panel
 from kehu.errors import DomainError
 from kehu.i18n import gettext as _
+from kehu.jinja import KehuEnvironment, install_translations
 from kehu.models import ModuleState
 from kehu.platform import Platform, plugin_hook_results
 
@@ -299,13 +300,13 @@ def build_templates(platform: Platform) -> Environment:
     """One Jinja environment: each module's ``templates/`` folder, the core's last."""
     folders = [str(platform.modules[name].path / "templates") for name in reversed(platform.active)
                if name != "core" and platform.modules[name].path]
-    env = Environment(
+    env = KehuEnvironment(
         loader=ChoiceLoader([FileSystemLoader(folders), FileSystemLoader(str(CORE_DIR / "templates"))]),
         autoescape=select_autoescape(["html"]),
         extensions=["jinja2.ext.i18n"],
         auto_reload=False,
     )
-    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    install_translations(env, i18n.gettext, i18n.ngettext)
     env.globals.update(pick=i18n.pick, languages=i18n.LANGUAGES)
     for extra in platform.pm.hook.kehu_template_globals():
         env.globals.update(extra or {})
