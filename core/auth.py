@@ -49,6 +49,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from kehu import crypto
+from kehu.db import read_rows
 from kehu.models import ApiToken, AuthSession, LoginThrottle, User
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -561,7 +562,7 @@ def _token_lookup() -> Any:
 
 def _rows_with_permissions(db: Session, statement: Any, digest: str) -> tuple[Any, frozenset[str]]:
     """The first row of a lookup (or None) and the user's permissions."""
-    rows = db.execute(statement, {"digest": digest}).all()
+    rows = read_rows(db, statement, {"digest": digest})
     if not rows:
         return None, frozenset()
     return rows[0], frozenset(row.permission for row in rows if row.permission is not None)

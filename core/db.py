@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, MetaData, Select, create_engine, event, func, select
+from sqlalchemy import DateTime, Dialect, Engine, Executable, MetaData, Row, Select, create_engine, event, func, select
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -36,12 +36,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def read_rows(db: Session, statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+    """The rows of ``statement``, a SELECT of columns (not of model objects), read on the
+    session's connection: ``db.execute`` passes each row through the ORM's loading, which was
+    a quarter of the contact list's reading time. Pending changes are flushed first, as
+    ``db.execute`` would."""
+    db.flush()
+    return db.connection().execute(statement, params).all()
+
+
 def count_rows(db: Session, statement: Select[Any], up_to: int | None = None) -> int:
     """How many rows ``statement`` gives; with ``up_to``, counting stops after ``up_to + 1``
     (a list shows "1000+": counting a whole table costs more than the page itself)."""
     if up_to is not None:
         statement = statement.limit(up_to + 1)
-    return db.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
+    return read_rows(db, select(func.count()).select_from(statement.order_by(None).subquery()))[0][0] or 0
 
 
 #: Seconds an SQLite connection is used before it is opened again: a connection reads the

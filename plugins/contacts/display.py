@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from kehu import rbac
 from kehu.auth import CurrentUser
+from kehu.db import read_rows
 from kehu.declarations import TimelineEntry
 from kehu.i18n import gettext as _
 from kehu.i18n import pick
@@ -215,7 +216,7 @@ def summaries(platform: Platform, db: Session, user: CurrentUser, rows: Sequence
     ids = [row[0] for row in rows]
     phones: dict[int, str] = {}
     if ids:
-        for contact_id, row_key, sealed_value in db.execute(_FIRST_PHONES, {"ids": ids}):
+        for contact_id, row_key, sealed_value in read_rows(db, _FIRST_PHONES, {"ids": ids}):
             phones[contact_id] = unseal(ContactPoint, "value", row_key, sealed_value) or ""  # the first comes last
     tags = _tags_of(db, ids)
     return [ContactSummary(
@@ -251,7 +252,7 @@ def _points_of(db: Session, ids: list[int]) -> dict[int, dict[str, list[str]]]:
     """The plain values of the contacts' points: contact id → kind → values, in their order."""
     points: dict[int, dict[str, list[str]]] = {}
     if ids:
-        for contact_id, kind, row_key, sealed_value in db.execute(_POINTS, {"ids": ids}):
+        for contact_id, kind, row_key, sealed_value in read_rows(db, _POINTS, {"ids": ids}):
             value = unseal(ContactPoint, "value", row_key, sealed_value) or ""
             points.setdefault(contact_id, {}).setdefault(kind, []).append(value)
     return points
@@ -261,7 +262,7 @@ def _tags_of(db: Session, ids: list[int]) -> dict[int, list[str]]:
     """The contacts' tags in alphabetical order: contact id → tags."""
     tags: dict[int, list[str]] = {}
     if ids:
-        for contact_id, tag in db.execute(_TAGS, {"ids": ids}):
+        for contact_id, tag in read_rows(db, _TAGS, {"ids": ids}):
             tags.setdefault(contact_id, []).append(tag)
     return tags
 
@@ -271,7 +272,7 @@ _ASSIGNABLE_USERS = select(User.id, User.name).where(User.active.is_(True)).orde
 
 def assignable_users(db: Session) -> list[tuple[int, str]]:
     """``(id, name)`` of the users a contact can be given to."""
-    return list(db.execute(_ASSIGNABLE_USERS).all())
+    return list(read_rows(db, _ASSIGNABLE_USERS))
 
 
 # --- Labels ------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any, Literal
 
 from sqlalchemy import Select, bindparam, exists, false, func, or_, select, tuple_
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, aliased
 
 from kehu import rbac
 from kehu.auth import CurrentUser
-from kehu.db import count_rows
+from kehu.db import read_rows
 from kehu.i18n import gettext as _
 from kehu.platform import Platform
 
@@ -214,17 +215,83 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
 
     ``fields`` are the custom fields (read when not given and the query filters by them).
     Counting stops after ``count_up_to`` (the list page shows "1000+": counting a million rows
-    takes longer than the page itself); a first page that holds every match needs no count at
-    all. ``shape`` chooses the items: :class:`~.models.Contact` objects (``"contacts"``, to
-    change them), or, read with three plain queries without model objects,
+    takes longer than the page itself), and such a count is remembered for
+    :data:`CAPPED_COUNT_SECONDS`; a first page that holds every match needs no count at all.
+    ``shape`` chooses the items: :class:`~.models.Contact` objects (``"contacts"``, to change
+    them), or, read with three plain queries without model objects,
     :class:`~.display.ContactSummary` (``"summaries"``: what a list shows) or
     :class:`~.display.ContactView` (``"views"``: everything the user may see).
     """
     if fields is None:  # they are only needed to filter by them
         fields = custom_fields(db) if query.custom else []
     common = common_tags(db, query.tags)
-    base, read = _READERS[shape] or (None, None)
-    statement = filtered(platform, user, query, fields, base=base() if base else None, common_tags=common)
+    paged, counted = _statements(platform, user, query, fields, shape, common, count_up_to)
+    read = _READERS[shape]
+    offset = {"offset": 0 if query.cursor else query.offset}  # a cursor says where the page starts
+    found = read_rows(db, paged, offset) if read else list(db.scalars(paged, offset).unique())
+    more = len(found) > query.limit  # the one row past the page is only read to know that
+    items: list[Any] = read[1](platform, db, user, found[:query.limit]) if read else found[:query.limit]
+    name = query.sort.lstrip("-")
+    next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id) if more else ""
+    if not query.cursor and not query.offset and not next_cursor:
+        return Page(items=items, total=len(items), next_cursor="", offset=0, limit=query.limit)
+    count_key = (platform.settings.database_url, user.id, user.permissions, _filters_of(query), count_up_to)
+    if _capped_count_remembered(count_key):
+        total = count_up_to + 1  # type: ignore[operator]
+    else:
+        total = read_rows(db, counted)[0][0] or 0
+    capped = count_up_to is not None and total > count_up_to
+    if capped:
+        _remember_capped_count(count_key)
+    return Page(items=items, total=total, next_cursor=next_cursor, offset=query.offset, limit=query.limit,
+                total_capped=capped)
+
+
+#: A count that reached ``count_up_to`` ("1000+") is remembered for this many seconds, per user
+#: and filter: counting to a thousand again on every page turn cost as much as the page's own
+#: query, and a list of over a thousand rarely falls under it within that time.
+CAPPED_COUNT_SECONDS = 30.0
+_capped_counts: dict[tuple[Any, ...], float] = {}  # key -> when it was counted (monotonic)
+
+
+def _capped_count_remembered(key: tuple[Any, ...]) -> bool:
+    counted_at = _capped_counts.get(key)
+    return counted_at is not None and monotonic() - counted_at < CAPPED_COUNT_SECONDS
+
+
+def _remember_capped_count(key: tuple[Any, ...]) -> None:
+    now = monotonic()
+    if len(_capped_counts) >= 10_000:  # forget the stale ones first
+        for stale in [k for k, at in _capped_counts.items() if now - at >= CAPPED_COUNT_SECONDS] or list(_capped_counts):
+            del _capped_counts[stale]
+    _capped_counts[key] = now
+
+
+def _filters_of(query: ListQuery) -> tuple[Any, ...]:
+    """What narrows ``query``'s list (not its order or paging), hashable."""
+    return (query.q, query.kind, tuple(query.tags), query.owner, query.province, query.city, query.stage,
+            query.company_id, query.created_from, query.created_to, tuple(sorted(query.custom.items())))
+
+
+_NO_FILTERS = _filters_of(ListQuery())
+#: The statements of lists that no record rule narrows and no filter changes (an
+#: administrator's or a viewer's list, page after page), built once: building the SELECT and
+#: working out its cache key cost as much as the database's work on it.
+_WHOLE_LISTS: dict[tuple[Any, ...], tuple[Select[Any], Select[Any]]] = {}
+
+
+def _statements(platform: Platform, user: CurrentUser, query: ListQuery, fields: list[CustomField], shape: Shape,
+                common: frozenset[str], count_up_to: int | None) -> tuple[Select[Any], Select[Any]]:
+    """The SELECT of ``query``'s page (its offset a parameter, ``offset``) and the one counting
+    its rows (up to ``count_up_to`` + 1)."""
+    whole = (not query.cursor and _filters_of(query) == _NO_FILTERS
+             and not any(rule.where(user) is not None for rule in platform.declarations.record_rules
+                         if rule.model is Contact))
+    key = (shape, query.sort, query.limit, count_up_to)
+    if whole and key in _WHOLE_LISTS:
+        return _WHOLE_LISTS[key]
+    read = _READERS[shape]
+    statement = filtered(platform, user, query, fields, base=read[0]() if read else None, common_tags=common)
     name, descending = query.sort.lstrip("-"), query.sort.startswith("-")
     column = SORTS[name]
     paged = statement
@@ -232,21 +299,15 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
         position = tuple_(column, Contact.id)
         after = _decode_cursor(query.cursor, name)
         paged = paged.where(position < after if descending else position > after)
-    elif query.offset:
-        paged = paged.offset(query.offset)
     order = (column.desc(), Contact.id.desc()) if descending else (column.asc(), Contact.id.asc())
-    paged = paged.order_by(*order).limit(query.limit + 1)
-    found = db.execute(paged).all() if read else list(db.scalars(paged).unique())
-    more = len(found) > query.limit  # the one row past the page is only read to know that
-    items: list[Any] = read(platform, db, user, found[:query.limit]) if read else found[:query.limit]
-    next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id) if more else ""
-    if not query.cursor and not query.offset and not next_cursor:
-        return Page(items=items, total=len(items), next_cursor="", offset=0, limit=query.limit)
-    total = count_rows(db, filtered(platform, user, query, fields, base=select(Contact.id), common_tags=common),
-                       up_to=count_up_to)
-    capped = count_up_to is not None and total > count_up_to
-    return Page(items=items, total=total, next_cursor=next_cursor, offset=query.offset, limit=query.limit,
-                total_capped=capped)
+    paged = paged.order_by(*order).limit(query.limit + 1).offset(bindparam("offset"))
+    counted = filtered(platform, user, query, fields, base=select(Contact.id), common_tags=common)
+    if count_up_to is not None:
+        counted = counted.limit(count_up_to + 1)
+    statements = paged, select(func.count()).select_from(counted.subquery())
+    if whole:
+        _WHOLE_LISTS[key] = statements
+    return statements
 
 
 # Built once: for a user whom no record rule narrows (one who reads every contact), neither the

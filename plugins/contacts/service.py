@@ -27,7 +27,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from kehu import audit, crypto, events, rbac
 from kehu.auth import CurrentUser
 from kehu.errors import CONTROL_CHARACTERS, Conflict, Forbidden, Invalid, NotFound
-from kehu.db import utcnow
+from kehu.db import read_rows, utcnow
 from kehu.i18n import gettext as _
 from kehu.models import User
 from kehu.platform import Platform
@@ -994,7 +994,7 @@ _SAVED_FILTERS = select(SavedFilter.id, SavedFilter.name, SavedFilter.query).whe
 
 def saved_filters(db: Session, user: CurrentUser) -> list[Any]:
     """The user's saved filters: rows of ``id``, ``name`` and ``query``, by name."""
-    return list(db.execute(_SAVED_FILTERS, {"user_id": user.id}))
+    return list(read_rows(db, _SAVED_FILTERS, {"user_id": user.id}))
 
 
 def save_filter(db: Session, user: CurrentUser, name: Any, query: Any) -> SavedFilter:
