@@ -60,6 +60,10 @@ class KehuEnvironment(Environment):
     escape_output = staticmethod(escape_output)
 
 
+#: Translations without variables kept formatted (a page prints dozens of labels).
+TRANSLATIONS_REMEMBERED = 10_000
+
+
 def install_translations(environment: Environment, gettext: Callable[[str], str],
                          ngettext: Callable[[str, str, int], str]) -> None:
     """Jinja's newstyle ``gettext``, ``ngettext`` and ``_`` in ``environment``'s templates, with
@@ -68,10 +72,20 @@ def install_translations(environment: Environment, gettext: Callable[[str], str]
     markup whose variables are escaped."""
     environment.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
 
+    formatted: dict[str, Markup] = {}  # translation -> itself formatted with no variables
+
     @pass_eval_context
     def translate(eval_context: EvalContext, message: str, /, **variables: Any) -> str:
-        if eval_context.autoescape:
-            return Markup(gettext(message)) % variables
-        return gettext(message) % variables
+        text = gettext(message)
+        if not eval_context.autoescape:
+            return text % variables
+        if variables:
+            return Markup(text) % variables
+        markup = formatted.get(text)
+        if markup is None:
+            markup = Markup(text) % variables
+            if len(formatted) < TRANSLATIONS_REMEMBERED:
+                formatted[text] = markup
+        return markup
 
     environment.globals["_"] = translate

@@ -218,7 +218,7 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
     takes longer than the page itself), and such a count is remembered for
     :data:`CAPPED_COUNT_SECONDS`; a first page that holds every match needs no count at all.
     ``shape`` chooses the items: :class:`~.models.Contact` objects (``"contacts"``, to change
-    them), or, read with three plain queries without model objects,
+    them), or, read with plain queries without model objects,
     :class:`~.display.ContactSummary` (``"summaries"``: what a list shows) or
     :class:`~.display.ContactView` (``"views"``: everything the user may see).
     """
