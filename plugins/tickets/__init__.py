@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 import kehu
-from kehu.db import count_rows
+from kehu.db import count_rows, read_rows
 from kehu.declarations import MenuItem, Panel, Schedule, Setting, TimelineEntry
 from kehu.i18n import gettext as _
 from kehu.platform import current
@@ -171,9 +171,9 @@ def kehu_slot(name: str, request: Any, context: dict[str, Any]) -> Panel | None:
     with platform.reading() as db:  # the contact page holds its own transaction open
         # Plain rows of what the panel shows (no SLA clocks, no model objects): it is on every contact page.
         mine = service.filtered(platform, db, user, service.ListQuery(contact_id=contact.id))
-        rows = db.execute(mine.with_only_columns(Ticket.id, Ticket.number, Ticket.subject, Ticket.status,
-                                                 Ticket.created_at)
-                          .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(PANEL_TICKETS)).all()
+        rows = read_rows(db, mine.with_only_columns(Ticket.id, Ticket.number, Ticket.subject, Ticket.status,
+                                                   Ticket.created_at)
+                         .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(PANEL_TICKETS))
         # Most customers have fewer tickets than the panel lists: counting them is then no query.
         total = len(rows) if len(rows) < PANEL_TICKETS else count_rows(db, mine.with_only_columns(Ticket.id))
         statuses = service.status_rows(db)

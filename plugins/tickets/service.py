@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from kehu import audit, auth, events, rbac
 from kehu.auth import CurrentUser
 from kehu.errors import Conflict, Forbidden, Invalid, NotFound
-from kehu.db import count_rows, utcnow
+from kehu.db import count_rows, read_rows, utcnow
 from kehu.i18n import gettext as _
 from kehu.i18n import pick
 from kehu.models import User
@@ -95,7 +95,7 @@ def business_calendar(platform: Platform, db: Session) -> sla.BusinessCalendar:
     """
     global _last_calendar
     inputs = (setting(platform, "business_hours"), setting(platform, "weekdays"), setting(platform, "timezone"),
-              tuple(db.execute(_CALENDAR_DAYS)))
+              tuple(read_rows(db, _CALENDAR_DAYS)))
     cached = _last_calendar  # read once: another thread may replace it meanwhile
     if cached is not None and cached[0] == inputs:
         return cached[1]
@@ -131,7 +131,7 @@ _STATUS_ROWS = select(TicketStatus.key, TicketStatus.label, TicketStatus.positio
 def status_rows(db: Session) -> dict[str, Any]:
     """Every status, in workflow order, as plain rows with the model's attributes (to read:
     cheaper than :func:`statuses` on the pages that show them)."""
-    return {row.key: row for row in db.execute(_STATUS_ROWS)}
+    return {row.key: row for row in read_rows(db, _STATUS_ROWS)}
 
 
 def status_label(status: Any, key: str = "") -> str:
@@ -255,14 +255,14 @@ def contact_names(platform: Platform, db: Session, ids: Iterable[int | None]) ->
     wanted = {i for i in ids if i}
     if not wanted:
         return {}
-    return dict(db.execute(_names_of(contact_model(platform)), {"ids": list(wanted)}).all())
+    return dict(read_rows(db, _names_of(contact_model(platform)), {"ids": list(wanted)}))
 
 
 def user_names(db: Session, ids: Iterable[int | None]) -> dict[int, str]:
     wanted = {i for i in ids if i}
     if not wanted:
         return {}
-    return {row.id: row.name or row.login for row in db.execute(_USER_NAMES, {"ids": list(wanted)})}
+    return {row.id: row.name or row.login for row in read_rows(db, _USER_NAMES, {"ids": list(wanted)})}
 
 
 # Built once (a queue page asks for both on every request).
@@ -385,7 +385,7 @@ def pauses_by_ticket(db: Session, ticket_ids: list[int]) -> dict[int, list[sla.P
     """Each ticket's SLA pauses, oldest first, in one query (a queue page shows 50 tickets)."""
     found: dict[int, list[sla.Pause]] = {ticket_id: [] for ticket_id in ticket_ids}
     if ticket_ids:
-        for ticket_id, started_at, ended_at in db.execute(_PAUSES_OF, {"ids": ticket_ids}):
+        for ticket_id, started_at, ended_at in read_rows(db, _PAUSES_OF, {"ids": ticket_ids}):
             found[ticket_id].append((started_at, ended_at))
     return found
 
@@ -1033,7 +1033,7 @@ def workers_for_assignment(db: Session) -> list[tuple[int, str, str]]:
 
 def alerts_for(db: Session, user_id: int, limit: int = 20) -> list[Any]:
     """The latest SLA alerts sent to a user: rows of ``kind``, ``created_at``, ``ticket_id``, ``number``."""
-    return list(db.execute(_ALERTS_FOR, {"user_id": user_id, "limit": limit}).all())
+    return list(read_rows(db, _ALERTS_FOR, {"user_id": user_id, "limit": limit}))
 
 
 _ALERTS_FOR = (select(SlaAlert.kind, SlaAlert.created_at, Ticket.id.label("ticket_id"), Ticket.number)
