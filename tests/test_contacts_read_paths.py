@@ -166,3 +166,23 @@ def test_timeline_names_authors_and_changed_fields(crm: Crm) -> None:
     assert "Call · alice" in titles
     assert "alice changed City, Phone" in titles or "alice changed Phone, City" in titles
     assert "alice created the contact" in titles
+
+
+def test_pages_of_a_whole_list_hold_every_contact_once_and_rules_still_apply_after(crm: Crm) -> None:
+    """An administrator's unfiltered list reuses its statements from page to page (the offset is
+    a parameter); a salesperson asking next still gets only their own contacts."""
+    mine = {crm.create("alice", name=f"甲{n}", phone=f"1380000{n:04d}")["id"] for n in range(4)}
+    others = {crm.create("bob", name=f"乙{n}")["id"] for n in range(9)}
+    boss = crm.client("boss")
+    seen: list[int] = []
+    for offset in range(0, 14, 5):
+        answer = boss.get(f"/api/contacts/?limit=5&offset={offset}")
+        assert answer.status_code == 200
+        seen += [item["id"] for item in answer.json()["items"]]
+    assert sorted(seen) == sorted(mine | others)  # each once, none missed
+    first = boss.get("/api/contacts/?limit=5").json()["items"]
+    assert [item["id"] for item in first] == seen[:5]  # newest first, as before
+    alice = crm.client("alice")
+    assert {item["id"] for item in alice.get("/api/contacts/?limit=50").json()["items"]} == mine
+    assert {item["id"] for item in alice.get("/api/contacts/?limit=2&offset=2").json()["items"]} < mine
+    assert alice.get("/api/contacts/?limit=2&offset=2").json()["total"] == 4

@@ -7,9 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Integer, String, bindparam, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from kehu.db import SQLITE_CONNECTION_LIFETIME, begin_immediate, make_engine, refresh_statistics
+from kehu.db import SQLITE_CONNECTION_LIFETIME, begin_immediate, make_engine, read_rows, refresh_statistics
 from kehu.jobs import STATISTICS_INTERVAL
 
 
@@ -134,4 +135,28 @@ def test_utc_datetimes_read_back_from_sqlite_as_they_were_written(tmp_path: Path
     assert read[11] == datetime(2026, 3, 1, 8, tzinfo=UTC)
     assert read[12] == datetime(2026, 3, 1, tzinfo=UTC)
     assert all(read[n].tzinfo is UTC for n in (10, 11, 12))
+    engine.dispose()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(20))
+
+
+def test_read_rows_gives_what_execute_gives_and_sees_pending_changes(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'rows.sqlite3'}")
+    Base.metadata.create_all(engine)
+    statement = select(Thing.id, Thing.name).order_by(Thing.id)
+    with Session(engine) as db:
+        db.add_all([Thing(id=1, name="王芳"), Thing(id=2, name="b")])  # not flushed yet
+        rows = read_rows(db, statement)
+        assert [tuple(row) for row in rows] == [(1, "王芳"), (2, "b")]
+        assert [row.name for row in rows] == ["王芳", "b"]
+        assert rows == db.execute(statement).all()
+        assert read_rows(db, statement.where(Thing.id == bindparam("wanted")), {"wanted": 2})[0].name == "b"
     engine.dispose()
