@@ -30,10 +30,10 @@ from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
 
 import kehu
-from kehu.db import count_rows, read_rows
+from kehu.db import read_rows
 from kehu.declarations import MenuItem, Panel, Schedule, Setting, TimelineEntry
 from kehu.i18n import gettext as _
 from kehu.platform import current
@@ -158,6 +158,20 @@ def kehu_template_globals() -> dict[str, Any]:
 PANEL_TICKETS = 10
 
 
+def _contact_tickets() -> Any:
+    return select(Ticket.id).where(Ticket.contact_id == bindparam("contact_id"))
+
+
+def _panel_rows() -> Any:
+    return (select(Ticket.id, Ticket.number, Ticket.subject, Ticket.status, Ticket.created_at)
+            .where(Ticket.contact_id == bindparam("contact_id"))
+            .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(PANEL_TICKETS))
+
+
+def _counted(statement: Any) -> Any:
+    return select(func.count()).select_from(statement.subquery())
+
+
 @kehu.hookimpl
 def kehu_slot(name: str, request: Any, context: dict[str, Any]) -> Panel | None:
     """The customer's tickets on the contact page."""
@@ -170,12 +184,11 @@ def kehu_slot(name: str, request: Any, context: dict[str, Any]) -> Panel | None:
     platform = platform_of(request)
     with platform.reading() as db:  # the contact page holds its own transaction open
         # Plain rows of what the panel shows (no SLA clocks, no model objects): it is on every contact page.
-        mine = service.filtered(platform, db, user, service.ListQuery(contact_id=contact.id))
-        rows = read_rows(db, mine.with_only_columns(Ticket.id, Ticket.number, Ticket.subject, Ticket.status,
-                                                   Ticket.created_at)
-                         .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(PANEL_TICKETS))
+        contact_id = {"contact_id": contact.id}
+        rows = read_rows(db, service.visible_statement(platform, user, "contact panel", _panel_rows), contact_id)
         # Most customers have fewer tickets than the panel lists: counting them is then no query.
-        total = len(rows) if len(rows) < PANEL_TICKETS else count_rows(db, mine.with_only_columns(Ticket.id))
+        total = len(rows) if len(rows) < PANEL_TICKETS else read_rows(db, service.visible_statement(
+            platform, user, "contact panel count", _contact_tickets, _counted), contact_id)[0][0]
         statuses = service.status_rows(db)
         tickets = [SimpleNamespace(id=t.id, number=t.number, subject=t.subject, status=t.status,
                                    status_label=service.status_label(statuses.get(t.status), t.status),
@@ -234,16 +247,20 @@ def contacts_merge(session: Any, survivor_id: int, merged_id: int) -> None:
 TIMELINE_ACTIONS = ("created", "status", "reopened", "rated", "sla_breach")
 
 
+def _timeline_rows() -> Any:
+    return (select(Ticket.id, Ticket.number, Ticket.subject, History.at, History.action, History.detail)
+            .select_from(Ticket).join(History, History.ticket_id == Ticket.id)
+            .where(Ticket.contact_id == bindparam("contact_id"), History.action.in_(TIMELINE_ACTIONS)))
+
+
 @kehu.hookimpl
 def contacts_timeline(session: Any, contact_id: int, user: Any) -> list[TimelineEntry] | None:
     """Ticket events of the tickets of this contact that ``user`` may see."""
     if not user.can(security.READ):
         return None
     # One query: the history of the contact's tickets, narrowed by the record rules on tickets.
-    rows = session.execute(service.visible_query(current(), user, select(
-        Ticket.id, Ticket.number, Ticket.subject, History.at, History.action, History.detail).select_from(Ticket).join(
-        History, History.ticket_id == Ticket.id)).where(Ticket.contact_id == contact_id,
-                                                        History.action.in_(TIMELINE_ACTIONS))).all()
+    rows = read_rows(session, service.visible_statement(current(), user, "contact timeline", _timeline_rows),
+                     {"contact_id": contact_id})
     if not rows:
         return []
     statuses = service.status_rows(session)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -216,6 +216,33 @@ def next_number(platform: Platform, db: Session, now: datetime) -> str:
 
 def visible_query(platform: Platform, user: CurrentUser, query: Select[Any] | None = None) -> Select[Any]:
     return rbac.restrict(platform, query if query is not None else select(Ticket), Ticket, user)
+
+
+#: Statements built once per user by :func:`visible_statement`, by name and user.
+_VISIBLE_STATEMENTS: dict[tuple[Any, ...], Select[Any]] = {}
+
+
+def visible_statement(platform: Platform, user: CurrentUser, name: str, base: Callable[[], Select[Any]],
+                      finish: Callable[[Select[Any]], Select[Any]] | None = None) -> Select[Any]:
+    """``base()`` narrowed to the tickets ``user`` may see, then ``finish``-ed (say, counted):
+    a statement whose values are bound parameters, executed with them.
+
+    It is built once per user and ``name`` while the only record rule on tickets is this
+    plugin's own, which depends on the user alone; with another plugin's rule it is built each
+    time. Building it (and working out its cache key) cost more than running it on the
+    contact page, whose tickets panel and timeline read one contact's tickets.
+    """
+    own_rules_only = [rule for rule in platform.declarations.record_rules if rule.model is Ticket] == security.RECORD_RULES
+    key = (name, user.id, user.team, user.permissions)
+    statement = _VISIBLE_STATEMENTS.get(key) if own_rules_only else None
+    if statement is None:
+        statement = visible_query(platform, user, base())
+        statement = finish(statement) if finish else statement
+        if own_rules_only:
+            if len(_VISIBLE_STATEMENTS) >= 10_000:
+                _VISIBLE_STATEMENTS.clear()
+            _VISIBLE_STATEMENTS[key] = statement
+    return statement
 
 
 def get_visible(platform: Platform, db: Session, user: CurrentUser, ticket_id: Any, lock: bool = False) -> Ticket:
