@@ -25,7 +25,7 @@ from kehu.db import read_rows
 from kehu.i18n import gettext as _
 from kehu.platform import Platform
 
-from . import display, normalize
+from . import display, normalize, security
 from .models import COMPANY, STAGES, Contact, ContactTag, CustomField
 from .service import Invalid, custom_fields, id_of, ids_with_points, list_of, text_of, visible_row
 
@@ -274,9 +274,11 @@ def _filters_of(query: ListQuery) -> tuple[Any, ...]:
 
 
 _NO_FILTERS = _filters_of(ListQuery())
-#: The statements of lists that no record rule narrows and no filter changes (an
-#: administrator's or a viewer's list, page after page), built once: building the SELECT and
-#: working out its cache key cost as much as the database's work on it.
+#: The statements of lists that no filter changes, page after page, built once: building the
+#: SELECT and working out its cache key cost as much as the database's work on it. Shared by
+#: the users whom no record rule narrows (administrators, viewers); one per user when the only
+#: rule on contacts is this plugin's own (a salesperson's own contacts), which depends on the
+#: user alone; built each time when another plugin adds a rule.
 _WHOLE_LISTS: dict[tuple[Any, ...], tuple[Select[Any], Select[Any]]] = {}
 
 
@@ -284,11 +286,14 @@ def _statements(platform: Platform, user: CurrentUser, query: ListQuery, fields:
                 common: frozenset[str], count_up_to: int | None) -> tuple[Select[Any], Select[Any]]:
     """The SELECT of ``query``'s page (its offset a parameter, ``offset``) and the one counting
     its rows (up to ``count_up_to`` + 1)."""
-    whole = (not query.cursor and _filters_of(query) == _NO_FILTERS
-             and not any(rule.where(user) is not None for rule in platform.declarations.record_rules
-                         if rule.model is Contact))
-    key = (shape, query.sort, query.limit, count_up_to)
-    if whole and key in _WHOLE_LISTS:
+    key: tuple[Any, ...] | None = None
+    if not query.cursor and _filters_of(query) == _NO_FILTERS:
+        rules = [rule for rule in platform.declarations.record_rules if rule.model is Contact]
+        if not any(rule.where(user) is not None for rule in rules):
+            key = (shape, query.sort, query.limit, count_up_to)
+        elif rules == security.RECORD_RULES:  # this plugin's own rule: it depends on the user alone
+            key = (shape, query.sort, query.limit, count_up_to, user.id, user.permissions)
+    if key is not None and key in _WHOLE_LISTS:
         return _WHOLE_LISTS[key]
     read = _READERS[shape]
     statement = filtered(platform, user, query, fields, base=read[0]() if read else None, common_tags=common)
@@ -305,7 +310,9 @@ def _statements(platform: Platform, user: CurrentUser, query: ListQuery, fields:
     if count_up_to is not None:
         counted = counted.limit(count_up_to + 1)
     statements = paged, select(func.count()).select_from(counted.subquery())
-    if whole:
+    if key is not None:
+        if len(_WHOLE_LISTS) >= 10_000:
+            _WHOLE_LISTS.clear()
         _WHOLE_LISTS[key] = statements
     return statements
 
