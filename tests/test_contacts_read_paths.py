@@ -186,3 +186,7 @@ def test_pages_of_a_whole_list_hold_every_contact_once_and_rules_still_apply_aft
     assert {item["id"] for item in alice.get("/api/contacts/?limit=50").json()["items"]} == mine
     assert {item["id"] for item in alice.get("/api/contacts/?limit=2&offset=2").json()["items"]} < mine
     assert alice.get("/api/contacts/?limit=2&offset=2").json()["total"] == 4
+    bobs = crm.client("bob").get("/api/contacts/?limit=5&offset=5").json()  # another salesperson, after her
+    assert {item["id"] for item in bobs["items"]} < others and bobs["total"] == 9
+    page = crm.client("bob").get("/contacts/")
+    assert page.status_code == 200 and "甲0" not in page.text and "乙0" in page.text
