@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +51,32 @@ def count_rows(db: Session, statement: Select[Any], up_to: int | None = None) ->
     if up_to is not None:
         statement = statement.limit(up_to + 1)
     return read_rows(db, select(func.count()).select_from(statement.order_by(None).subquery()))[0][0] or 0
+
+
+#: How long :func:`count_capped` remembers a count that reached its cap, in seconds.
+CAPPED_COUNT_SECONDS = 30.0
+_capped_counts: dict[Hashable, float] = {}  # key -> when it was counted (time.monotonic)
+
+
+def count_capped(db: Session, counting: Executable, up_to: int, key: Hashable,
+                params: Mapping[str, Any] | None = None) -> int:
+    """The number ``counting`` (a ``SELECT count(*)`` of at most ``up_to + 1`` rows, see
+    :func:`count_rows`) gives. A count that reached ``up_to + 1`` (a list shows "1000+") is
+    remembered under ``key`` (say, the user and the list's filters) for
+    :data:`CAPPED_COUNT_SECONDS` and not counted again meanwhile: counting to a thousand on
+    every page turn cost as much as the page's own query, and a list of over a thousand rarely
+    falls under it within that time."""
+    now = time.monotonic()
+    counted_at = _capped_counts.get(key)
+    if counted_at is not None and now - counted_at < CAPPED_COUNT_SECONDS:
+        return up_to + 1
+    total = read_rows(db, counting, params)[0][0] or 0
+    if total > up_to:
+        if len(_capped_counts) >= 10_000:  # forget the stale ones first
+            for stale in [k for k, at in _capped_counts.items() if now - at >= CAPPED_COUNT_SECONDS] or list(_capped_counts):
+                del _capped_counts[stale]
+        _capped_counts[key] = now
+    return total
 
 
 #: Seconds an SQLite connection is used before it is opened again: a connection reads the

@@ -146,6 +146,6 @@ def test_concurrent_runs_raise_each_alert_once_and_skip_paused_and_answered_tick
     # The queue's "breaching soon" view uses the same due moments.
     with desk.platform.sessions() as db:
         query = service.ListQuery(view="breaching")
-        found = db.scalars(service.filtered(desk.platform, db, desk.user("boss"), query, at("2026-03-02 10:00")))
+        found, _ = service.page(desk.platform, db, desk.user("boss"), query, now=at("2026-03-02 10:00"))
         assert [t.id for t in found] == [ticket_id]
         assert db.scalar(select(func.count()).select_from(Ticket)) == 2

@@ -13,7 +13,6 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from time import monotonic
 from typing import Any, Literal
 
 from sqlalchemy import Select, bindparam, exists, false, func, or_, select, tuple_
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from kehu import rbac
 from kehu.auth import CurrentUser
-from kehu.db import read_rows
+from kehu.db import count_capped, read_rows
 from kehu.i18n import gettext as _
 from kehu.platform import Platform
 
@@ -216,7 +215,7 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
     ``fields`` are the custom fields (read when not given and the query filters by them).
     Counting stops after ``count_up_to`` (the list page shows "1000+": counting a million rows
     takes longer than the page itself), and such a count is remembered for
-    :data:`CAPPED_COUNT_SECONDS`; a first page that holds every match needs no count at all.
+    :data:`kehu.db.CAPPED_COUNT_SECONDS`; a first page that holds every match needs no count at all.
     ``shape`` chooses the items: :class:`~.models.Contact` objects (``"contacts"``, to change
     them), or, read with plain queries without model objects,
     :class:`~.display.ContactSummary` (``"summaries"``: what a list shows) or
@@ -235,36 +234,14 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
     next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id) if more else ""
     if not query.cursor and not query.offset and not next_cursor:
         return Page(items=items, total=len(items), next_cursor="", offset=0, limit=query.limit)
-    count_key = (platform.settings.database_url, user.id, user.permissions, _filters_of(query), count_up_to)
-    if _capped_count_remembered(count_key):
-        total = count_up_to + 1  # type: ignore[operator]
-    else:
+    if count_up_to is None:
         total = read_rows(db, counted)[0][0] or 0
+    else:
+        total = count_capped(db, counted, count_up_to, ("contacts", platform.settings.database_url, user.id,
+                                                       user.permissions, _filters_of(query)))
     capped = count_up_to is not None and total > count_up_to
-    if capped:
-        _remember_capped_count(count_key)
     return Page(items=items, total=total, next_cursor=next_cursor, offset=query.offset, limit=query.limit,
                 total_capped=capped)
-
-
-#: A count that reached ``count_up_to`` ("1000+") is remembered for this many seconds, per user
-#: and filter: counting to a thousand again on every page turn cost as much as the page's own
-#: query, and a list of over a thousand rarely falls under it within that time.
-CAPPED_COUNT_SECONDS = 30.0
-_capped_counts: dict[tuple[Any, ...], float] = {}  # key -> when it was counted (monotonic)
-
-
-def _capped_count_remembered(key: tuple[Any, ...]) -> bool:
-    counted_at = _capped_counts.get(key)
-    return counted_at is not None and monotonic() - counted_at < CAPPED_COUNT_SECONDS
-
-
-def _remember_capped_count(key: tuple[Any, ...]) -> None:
-    now = monotonic()
-    if len(_capped_counts) >= 10_000:  # forget the stale ones first
-        for stale in [k for k, at in _capped_counts.items() if now - at >= CAPPED_COUNT_SECONDS] or list(_capped_counts):
-            del _capped_counts[stale]
-    _capped_counts[key] = now
 
 
 def _filters_of(query: ListQuery) -> tuple[Any, ...]:

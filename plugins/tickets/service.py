@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, delete, or_, select, update
+from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from kehu import audit, auth, events, rbac
 from kehu.auth import CurrentUser
 from kehu.errors import Conflict, Forbidden, Invalid, NotFound
-from kehu.db import count_rows, read_rows, utcnow
+from kehu.db import count_capped, read_rows, utcnow
 from kehu.i18n import gettext as _
 from kehu.i18n import pick
 from kehu.models import User
@@ -354,10 +354,9 @@ def open_status_keys(db: Session) -> list[str]:
                                                           TicketStatus.closed.is_(False))))
 
 
-def filtered(platform: Platform, db: Session, user: CurrentUser, query: ListQuery,
-             now: datetime | None = None) -> Select[Any]:
-    """The tickets ``user`` may see that match ``query`` (not ordered, not paged)."""
-    now = now or utcnow()
+def filtered(platform: Platform, db: Session, user: CurrentUser, query: ListQuery) -> Select[Any]:
+    """The tickets ``user`` may see that match ``query`` (not ordered, not paged). The
+    "breaching" view compares with the parameter ``soon`` (see :func:`page`)."""
     stmt = visible_query(platform, user)
     if query.view == "mine":
         stmt = stmt.where(Ticket.assignee_id == user.id)
@@ -366,8 +365,7 @@ def filtered(platform: Platform, db: Session, user: CurrentUser, query: ListQuer
     elif query.view == "unassigned":
         stmt = stmt.where(Ticket.assignee_id.is_(None), Ticket.status.in_(open_status_keys(db)))
     elif query.view == "breaching":
-        soon = now + timedelta(minutes=int_setting(platform, "warn_before_minutes"))
-        stmt = stmt.where(Ticket.next_due_at <= soon)
+        stmt = stmt.where(Ticket.next_due_at <= bindparam("soon"))
     elif query.view == "open":
         stmt = stmt.where(Ticket.status.in_(open_status_keys(db)))
     for column, value in ((Ticket.status, query.status), (Ticket.priority, query.priority),
@@ -389,16 +387,49 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery,
     """One page of the tickets ``user`` may see that match ``query``, and their number.
 
     Counting stops after ``count_up_to`` (then the number is ``count_up_to + 1``: the queue
-    shows "1000+"): counting every ticket of a busy team costs more than the page itself.
+    shows "1000+"): counting every ticket of a busy team costs more than the page itself, and
+    such a count is remembered for :data:`kehu.db.CAPPED_COUNT_SECONDS`.
     """
-    stmt = filtered(platform, db, user, query, now)
-    total = count_rows(db, stmt.with_only_columns(Ticket.id), up_to=count_up_to)
-    if query.view == "breaching":
-        order = [Ticket.next_due_at.asc(), Ticket.id.asc()]
+    soon = (now or utcnow()) + timedelta(minutes=int_setting(platform, "warn_before_minutes"))
+    wanted = (query.view, query.status, query.priority, query.category, query.contact_id, query.assignee_id,
+              query.team, query.q)
+    if query.view in ("unassigned", "open"):  # their statements hold the open statuses
+        wanted += tuple(open_status_keys(db))
+    paged, counted = _page_statements(platform, db, user, query, wanted, count_up_to)
+    params = {"soon": soon, "offset": query.offset}
+    if count_up_to is None:
+        total = read_rows(db, counted, params)[0][0] or 0
     else:
-        order = [Ticket.created_at.desc(), Ticket.id.desc()]
-    items = list(db.scalars(stmt.order_by(*order).limit(query.limit).offset(query.offset)))
-    return items, total
+        total = count_capped(db, counted, count_up_to, ("tickets", platform.settings.database_url, user.id, user.team,
+                                                        user.permissions, wanted), params)
+    return list(db.scalars(paged, params)), total
+
+
+#: Statements of :func:`page` by user and query, built once while the only record rule on
+#: tickets is this plugin's own (see :func:`visible_statement`).
+_PAGE_STATEMENTS: dict[tuple[Any, ...], tuple[Select[Any], Select[Any]]] = {}
+
+
+def _page_statements(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, wanted: tuple[Any, ...],
+                     count_up_to: int | None) -> tuple[Select[Any], Select[Any]]:
+    """The page's SELECT (parameters ``soon`` and ``offset``) and its count's."""
+    own_rules_only = [rule for rule in platform.declarations.record_rules if rule.model is Ticket] == security.RECORD_RULES
+    key = (wanted, query.limit, count_up_to, user.id, user.team, user.permissions)
+    statements = _PAGE_STATEMENTS.get(key) if own_rules_only else None
+    if statements is None:
+        stmt = filtered(platform, db, user, query)
+        counted = stmt.with_only_columns(Ticket.id)
+        if count_up_to is not None:
+            counted = counted.limit(count_up_to + 1)
+        order = ([Ticket.next_due_at.asc(), Ticket.id.asc()] if query.view == "breaching"
+                 else [Ticket.created_at.desc(), Ticket.id.desc()])
+        statements = (stmt.order_by(*order).limit(query.limit).offset(bindparam("offset")),
+                      select(func.count()).select_from(counted.order_by(None).subquery()))
+        if own_rules_only:
+            if len(_PAGE_STATEMENTS) >= 10_000:
+                _PAGE_STATEMENTS.clear()
+            _PAGE_STATEMENTS[key] = statements
+    return statements
 
 
 # --- The SLA clocks of a ticket ------------------------------------------------------------------------------
