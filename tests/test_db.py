@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Integer, String, bindparam, select, text
@@ -159,4 +160,38 @@ def test_read_rows_gives_what_execute_gives_and_sees_pending_changes(tmp_path: P
         assert [row.name for row in rows] == ["王芳", "b"]
         assert rows == db.execute(statement).all()
         assert read_rows(db, statement.where(Thing.id == bindparam("wanted")), {"wanted": 2})[0].name == "b"
+    engine.dispose()
+
+
+def test_counts_stop_at_the_cap_and_a_capped_count_is_remembered_for_a_while(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import func
+
+    from kehu import db as kehu_db
+    from kehu.db import count_capped, count_rows
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'count.sqlite3'}")
+    Base.metadata.create_all(engine)
+    with Session(engine) as db:
+        db.add_all([Thing(id=n, name=str(n)) for n in range(1, 13)])
+        db.flush()
+        everything = select(Thing.id)
+        assert count_rows(db, everything) == 12
+        assert count_rows(db, everything, up_to=5) == 6  # stopped after the cap
+        assert count_rows(db, everything.where(Thing.id <= 3), up_to=5) == 3
+
+        def capped(limit: int) -> Any:
+            return select(func.count()).select_from(everything.limit(limit + 1).subquery())
+
+        clock = [1000.0]
+        monkeypatch.setattr(kehu_db.time, "monotonic", lambda: clock[0])
+        assert count_capped(db, capped(20), 20, key="all-20") == 12  # under the cap: counted each time
+        assert count_capped(db, capped(10), 10, key="all-10") == 11
+        db.add_all([Thing(id=n, name=str(n)) for n in range(13, 16)])
+        db.flush()
+        assert count_capped(db, capped(20), 20, key="all-20") == 15
+        db.execute(Thing.__table__.delete().where(Thing.id > 2))
+        assert count_capped(db, capped(10), 10, key="all-10") == 11  # remembered: "10+" a while longer
+        clock[0] += kehu_db.CAPPED_COUNT_SECONDS
+        assert count_capped(db, capped(10), 10, key="all-10") == 2  # counted again
     engine.dispose()
