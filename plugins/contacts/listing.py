@@ -288,7 +288,7 @@ def _statements(platform: Platform, user: CurrentUser, query: ListQuery, fields:
         counted = counted.limit(count_up_to + 1)
     statements = paged, select(func.count()).select_from(counted.subquery())
     if key is not None:
-        if len(_WHOLE_LISTS) >= 10_000:
+        if len(_WHOLE_LISTS) >= 1000:  # one per user at most (about 18 KB each)
             _WHOLE_LISTS.clear()
         _WHOLE_LISTS[key] = statements
     return statements

@@ -218,6 +218,9 @@ def visible_query(platform: Platform, user: CurrentUser, query: Select[Any] | No
     return rbac.restrict(platform, query if query is not None else select(Ticket), Ticket, user)
 
 
+#: How many statements built for users (:func:`visible_statement`, :func:`page`) a process
+#: keeps; all are forgotten when there are more (a page's is about 18 KB).
+STATEMENTS_KEPT = 1000
 #: Statements built once per user by :func:`visible_statement`, by name and user.
 _VISIBLE_STATEMENTS: dict[tuple[Any, ...], Select[Any]] = {}
 
@@ -239,7 +242,7 @@ def visible_statement(platform: Platform, user: CurrentUser, name: str, base: Ca
         statement = visible_query(platform, user, base())
         statement = finish(statement) if finish else statement
         if own_rules_only:
-            if len(_VISIBLE_STATEMENTS) >= 10_000:
+            if len(_VISIBLE_STATEMENTS) >= 2 * STATEMENTS_KEPT:
                 _VISIBLE_STATEMENTS.clear()
             _VISIBLE_STATEMENTS[key] = statement
     return statement
@@ -405,17 +408,19 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery,
     return list(db.scalars(paged, params)), total
 
 
-#: Statements of :func:`page` by user and query, built once while the only record rule on
-#: tickets is this plugin's own (see :func:`visible_statement`).
+#: Statements of :func:`page` by user and query (not searches), built once while the only
+#: record rule on tickets is this plugin's own (see :func:`visible_statement`).
 _PAGE_STATEMENTS: dict[tuple[Any, ...], tuple[Select[Any], Select[Any]]] = {}
 
 
 def _page_statements(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, wanted: tuple[Any, ...],
                      count_up_to: int | None) -> tuple[Select[Any], Select[Any]]:
     """The page's SELECT (parameters ``soon`` and ``offset``) and its count's."""
-    own_rules_only = [rule for rule in platform.declarations.record_rules if rule.model is Ticket] == security.RECORD_RULES
+    # A search's words rarely come again: its statements are not kept (each is about 18 KB).
+    kept = not query.q and ([rule for rule in platform.declarations.record_rules if rule.model is Ticket]
+                            == security.RECORD_RULES)
     key = (wanted, query.limit, count_up_to, user.id, user.team, user.permissions)
-    statements = _PAGE_STATEMENTS.get(key) if own_rules_only else None
+    statements = _PAGE_STATEMENTS.get(key) if kept else None
     if statements is None:
         stmt = filtered(platform, db, user, query)
         counted = stmt.with_only_columns(Ticket.id)
@@ -425,8 +430,8 @@ def _page_statements(platform: Platform, db: Session, user: CurrentUser, query: 
                  else [Ticket.created_at.desc(), Ticket.id.desc()])
         statements = (stmt.order_by(*order).limit(query.limit).offset(bindparam("offset")),
                       select(func.count()).select_from(counted.order_by(None).subquery()))
-        if own_rules_only:
-            if len(_PAGE_STATEMENTS) >= 10_000:
+        if kept:
+            if len(_PAGE_STATEMENTS) >= STATEMENTS_KEPT:
                 _PAGE_STATEMENTS.clear()
             _PAGE_STATEMENTS[key] = statements
     return statements
