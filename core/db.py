@@ -67,14 +67,16 @@ def count_capped(db: Session, counting: Executable, up_to: int, key: Hashable,
     every page turn cost as much as the page's own query, and a list of over a thousand rarely
     falls under it within that time."""
     now = time.monotonic()
+    key = (key, up_to)
     counted_at = _capped_counts.get(key)
     if counted_at is not None and now - counted_at < CAPPED_COUNT_SECONDS:
         return up_to + 1
     total = read_rows(db, counting, params)[0][0] or 0
     if total > up_to:
-        if len(_capped_counts) >= 10_000:  # forget the stale ones first
-            for stale in [k for k, at in _capped_counts.items() if now - at >= CAPPED_COUNT_SECONDS] or list(_capped_counts):
-                del _capped_counts[stale]
+        if len(_capped_counts) >= 10_000:  # forget the stale ones first (pages run in several threads)
+            remembered = list(_capped_counts.items())
+            for stale, _at in [(k, at) for k, at in remembered if now - at >= CAPPED_COUNT_SECONDS] or remembered:
+                _capped_counts.pop(stale, None)
         _capped_counts[key] = now
     return total
 

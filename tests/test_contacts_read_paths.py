@@ -5,6 +5,7 @@ contacts a page holds."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -190,3 +191,14 @@ def test_pages_of_a_whole_list_hold_every_contact_once_and_rules_still_apply_aft
     assert {item["id"] for item in bobs["items"]} < others and bobs["total"] == 9
     page = crm.client("bob").get("/contacts/")
     assert page.status_code == 200 and "甲0" not in page.text and "乙0" in page.text
+
+
+def test_tags_come_in_the_same_order_everywhere_and_on_every_database(crm: Crm) -> None:
+    created = crm.create("boss", name="顺序", tags=["banana", "茶", "Apple", "apple"])
+    expected = ["Apple", "apple", "banana", "茶"]  # code point order, not a collation's
+    boss = crm.client("boss")
+    assert created["tags"] == expected
+    assert boss.get(f"/api/contacts/{created['id']}").json()["tags"] == expected
+    assert [item["tags"] for item in boss.get("/api/contacts/?q=顺序").json()["items"]] == [expected]
+    row = boss.get("/contacts/?q=顺序").text.split(f'data-contact="{created["id"]}"', 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r'<a class="tag" href="[^"]*">([^<]*)</a>', row) == expected  # the list page too

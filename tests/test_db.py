@@ -192,6 +192,7 @@ def test_counts_stop_at_the_cap_and_a_capped_count_is_remembered_for_a_while(tmp
         assert count_capped(db, capped(20), 20, key="all-20") == 15
         db.execute(Thing.__table__.delete().where(Thing.id > 2))
         assert count_capped(db, capped(10), 10, key="all-10") == 11  # remembered: "10+" a while longer
+        assert count_capped(db, capped(20), 20, key="all-10") == 2  # under another cap: counted
         clock[0] += kehu_db.CAPPED_COUNT_SECONDS
         assert count_capped(db, capped(10), 10, key="all-10") == 2  # counted again
     engine.dispose()

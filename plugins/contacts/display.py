@@ -204,8 +204,7 @@ _FIRST_PHONES = select(ContactPoint.contact_id, ContactPoint.row_key, ContactPoi
 _POINTS = select(ContactPoint.contact_id, ContactPoint.kind, ContactPoint.row_key, ContactPoint.value_sealed).where(
     ContactPoint.contact_id.in_(bindparam("ids"))).order_by(
     ContactPoint.contact_id, ContactPoint.kind, ContactPoint.position, ContactPoint.id)
-_TAGS = select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(bindparam("ids"))).order_by(
-    ContactTag.tag)
+_TAGS = select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(bindparam("ids")))
 
 
 def summary_select() -> Select[Any]:
@@ -261,12 +260,13 @@ def _points_of(db: Session, ids: list[int]) -> dict[int, dict[str, list[str]]]:
 
 
 def _tags_of(db: Session, ids: list[int]) -> dict[int, list[str]]:
-    """The contacts' tags in alphabetical order: contact id → tags."""
+    """The contacts' tags in code point order, as :func:`summaries` gives them (the same on
+    every database, whatever its collation): contact id → tags."""
     tags: dict[int, list[str]] = {}
     if ids:
         for contact_id, tag in read_rows(db, _TAGS, {"ids": ids}):
             tags.setdefault(contact_id, []).append(tag)
-    return tags
+    return {contact_id: sorted(found) for contact_id, found in tags.items()}
 
 
 _ASSIGNABLE_USERS = select(User.id, User.name).where(User.active.is_(True)).order_by(User.name)

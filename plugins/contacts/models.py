@@ -69,7 +69,8 @@ class Contact(Model, crypto.SealedRow):
 
     @property
     def tags(self) -> list[str]:
-        return [row.tag for row in self.tag_rows]
+        """In code point order, whatever the database's collation (the lists read them so)."""
+        return sorted(row.tag for row in self.tag_rows)
 
     def values_of(self, kind: str) -> list[str]:
         """The plain values of this contact's ``kind`` points (``"phone"``, ``"email"``, ...)."""

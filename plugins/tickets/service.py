@@ -403,7 +403,7 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery,
     if count_up_to is None:
         total = read_rows(db, counted, params)[0][0] or 0
     else:
-        total = count_capped(db, counted, count_up_to, ("tickets", platform.settings.database_url, user.id, user.team,
+        total = count_capped(db, counted, count_up_to, ("tickets", str(platform.engine.url), user.id, user.team,
                                                         user.permissions, wanted), params)
     return list(db.scalars(paged, params)), total
 
