@@ -35,6 +35,10 @@ def translated(message: str) -> str:
     return TRANSLATIONS.get(message, message)
 
 
+def plural(singular: str, many: str, n: int) -> str:
+    return singular if n == 1 else many
+
+
 TEMPLATES = {
     "page.html": (
         "{% import 'macros.html' as m %}"
@@ -43,7 +47,8 @@ TEMPLATES = {
         "{% autoescape false %}{{ raw }}{% endautoescape %}"
         "{% set joined %}<u>{{ text }}</u>{% endset %}{{ joined }}"
         "{% for item in items %}<li>{{ loop.index }} {{ item }}</li>{% endfor %}"
-        "{{ _('Hello %(name)s', name=text) }} {{ _('100%% sure') }} {% trans n=number %}{{ n }} item{% pluralize %}{{ n }} items{% endtrans %}"
+        "{{ _('Hello %(name)s', name=text) }} {{ _('100%% sure') }}"
+        "{% trans n=number %}{{ n }} item{% pluralize %}{{ n }} items{% endtrans %}"
         "{{ ngettext('%(num)s file', '%(num)s files', 2) }}"
     ),
     "plain.txt": "{{ _('Hello %(name)s', name=text) }} {{ text }}",
@@ -61,12 +66,12 @@ def test_pages_render_the_same_as_with_jinjas_environment(context: dict[str, Any
         environment = environment_class(loader=DictLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                                         extensions=["jinja2.ext.i18n"])
         if environment_class is KehuEnvironment:
-            install_translations(environment, translated, lambda s, p, n: s if n == 1 else p)
+            install_translations(environment, translated, plural)
         else:
-            environment.install_gettext_callables(translated, lambda s, p, n: s if n == 1 else p,  # type: ignore[attr-defined]
-                                                  newstyle=True)
-        return environment.get_template("page.html").render(context) + environment.get_template("plain.txt").render(context)
+            environment.install_gettext_callables(translated, plural, newstyle=True)  # type: ignore[attr-defined]
+        return "".join(environment.get_template(name).render(context) for name in ("page.html", "plain.txt"))
 
     ours = render(KehuEnvironment)
     assert ours == render(Environment)
-    assert f"<td>{escape(context['text'])}</td>" in ours and f"{context['raw']}</p>" in ours  # escaped, or raw where asked
+    # Escaped where it should be, raw where asked:
+    assert f"<td>{escape(context['text'])}</td>" in ours and f"{context['raw']}</p>" in ours

@@ -179,16 +179,18 @@ class ContactSummary(NamedTuple):
 
 
 _COMPANY, _OWNER = aliased(Contact), aliased(User)
+#: A contact's tags in one text, joined by this character (tags hold no control characters).
+_TAG_SEPARATOR = "\x1f"
 # The statements of the read paths are built once: building a SELECT and working out its cache
 # key cost about as much as running it on a page of rows. Statements are immutable: ``.where()``
 # and the like return new ones.
-#: A contact's tags in one text, joined by this character (tags hold no control characters).
-_TAG_SEPARATOR = "\x1f"
 _SUMMARY_SELECT = select(
     Contact.id, Contact.kind, Contact.name, Contact.position, Contact.company_id, _COMPANY.name, Contact.owner_id,
     _OWNER.name, Contact.stage, Contact.city, Contact.custom, Contact.created_at, Contact.updated_at,
-    Contact.erased_at, select(func.aggregate_strings(ContactTag.tag, _TAG_SEPARATOR)).where(
-        ContactTag.contact_id == Contact.id).scalar_subquery()).select_from(Contact).outerjoin(_COMPANY, _COMPANY.id == Contact.company_id).outerjoin(
+    Contact.erased_at,
+    select(func.aggregate_strings(ContactTag.tag, _TAG_SEPARATOR)).where(
+        ContactTag.contact_id == Contact.id).scalar_subquery(),
+).select_from(Contact).outerjoin(_COMPANY, _COMPANY.id == Contact.company_id).outerjoin(
     _OWNER, _OWNER.id == Contact.owner_id)
 _VIEW_SELECT = select(
     Contact.id, Contact.kind, Contact.name, Contact.company_id, _COMPANY.name.label("company_name"),

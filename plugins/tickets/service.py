@@ -225,6 +225,11 @@ STATEMENTS_KEPT = 1000
 _VISIBLE_STATEMENTS: dict[tuple[Any, ...], Select[Any]] = {}
 
 
+def _own_rules_only(platform: Platform) -> bool:
+    """Whether this plugin's rule (tickets of one's team and one's own) is the only one on tickets."""
+    return [rule for rule in platform.declarations.record_rules if rule.model is Ticket] == security.RECORD_RULES
+
+
 def visible_statement(platform: Platform, user: CurrentUser, name: str, base: Callable[[], Select[Any]],
                       finish: Callable[[Select[Any]], Select[Any]] | None = None) -> Select[Any]:
     """``base()`` narrowed to the tickets ``user`` may see, then ``finish``-ed (say, counted):
@@ -235,7 +240,7 @@ def visible_statement(platform: Platform, user: CurrentUser, name: str, base: Ca
     time. Building it (and working out its cache key) cost more than running it on the
     contact page, whose tickets panel and timeline read one contact's tickets.
     """
-    own_rules_only = [rule for rule in platform.declarations.record_rules if rule.model is Ticket] == security.RECORD_RULES
+    own_rules_only = _own_rules_only(platform)
     key = (name, user.id, user.team, user.permissions)
     statement = _VISIBLE_STATEMENTS.get(key) if own_rules_only else None
     if statement is None:
@@ -417,8 +422,7 @@ def _page_statements(platform: Platform, db: Session, user: CurrentUser, query: 
                      count_up_to: int | None) -> tuple[Select[Any], Select[Any]]:
     """The page's SELECT (parameters ``soon`` and ``offset``) and its count's."""
     # A search's words rarely come again: its statements are not kept (each is about 18 KB).
-    kept = not query.q and ([rule for rule in platform.declarations.record_rules if rule.model is Ticket]
-                            == security.RECORD_RULES)
+    kept = not query.q and _own_rules_only(platform)
     key = (wanted, query.limit, count_up_to, user.id, user.team, user.permissions)
     statements = _PAGE_STATEMENTS.get(key) if kept else None
     if statements is None:
