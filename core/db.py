@@ -53,6 +53,25 @@ def count_rows(db: Session, statement: Select[Any], up_to: int | None = None) ->
     return read_rows(db, select(func.count()).select_from(statement.order_by(None).subquery()))[0][0] or 0
 
 
+class KeptStatements:
+    """Statements a process builds once and keeps by key, at most ``size`` of them: all are
+    forgotten when more come (they are built again when asked). Building a SELECT with its
+    cache key can cost more than running it. Safe for the threads pages run in."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._kept: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable) -> Any:
+        return self._kept.get(key)  # one look-up: another thread may clear it meanwhile
+
+    def keep(self, key: Hashable, statement: Any) -> Any:
+        if len(self._kept) >= self.size:
+            self._kept.clear()
+        self._kept[key] = statement
+        return statement
+
+
 #: How long :func:`count_capped` remembers a count that reached its cap, in seconds.
 CAPPED_COUNT_SECONDS = 30.0
 _capped_counts: dict[Hashable, float] = {}  # key -> when it was counted (time.monotonic)

@@ -43,6 +43,13 @@ def sync_roles(platform: Platform, db: Session) -> list[str]:
     return created
 
 
+def only_rules(platform: Platform, model: type, rules: list[Any]) -> bool:
+    """Whether ``rules`` (a plugin's own, say) are all the record rules declared for ``model``
+    and in force: a plugin that knows its rules depend on the user alone may then keep
+    statements built for a user."""
+    return [rule for rule in platform.declarations.record_rules if rule.model is model] == rules
+
+
 def restrict(platform: Platform, query: Select[Any], model: type, user: CurrentUser) -> Select[Any]:
     """AND every record rule declared for ``model`` into ``query`` for ``user``."""
     for rule in platform.declarations.record_rules:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from kehu import rbac
 from kehu.auth import CurrentUser
-from kehu.db import count_capped, read_rows
+from kehu.db import KeptStatements, count_capped, read_rows
 from kehu.i18n import gettext as _
 from kehu.platform import Platform
 
@@ -234,8 +234,7 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
     next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id) if more else ""
     if not query.cursor and not query.offset and not next_cursor:
         return Page(items=items, total=len(items), next_cursor="", offset=0, limit=query.limit)
-    rules = [rule for rule in platform.declarations.record_rules if rule.model is Contact]
-    if count_up_to is None or not set(rules) <= set(security.RECORD_RULES):
+    if count_up_to is None or not rbac.only_rules(platform, Contact, security.RECORD_RULES):
         # Another plugin's rule may depend on more than the user and the filters of the key.
         total = read_rows(db, counted)[0][0] or 0
     else:
@@ -258,7 +257,7 @@ _NO_FILTERS = _filters_of(ListQuery())
 #: the users whom no record rule narrows (administrators, viewers); one per user when the only
 #: rule on contacts is this plugin's own (a salesperson's own contacts), which depends on the
 #: user alone; built each time when another plugin adds a rule.
-_WHOLE_LISTS: dict[tuple[Any, ...], tuple[Select[Any], Select[Any]]] = {}
+_WHOLE_LISTS = KeptStatements(1000)  # one per user at most (about 18 KB each)
 
 
 def _statements(platform: Platform, user: CurrentUser, query: ListQuery, fields: list[CustomField], shape: Shape,
@@ -267,12 +266,12 @@ def _statements(platform: Platform, user: CurrentUser, query: ListQuery, fields:
     its rows (up to ``count_up_to`` + 1)."""
     key: tuple[Any, ...] | None = None
     if not query.cursor and _filters_of(query) == _NO_FILTERS:
-        rules = [rule for rule in platform.declarations.record_rules if rule.model is Contact]
-        if not any(rule.where(user) is not None for rule in rules):
+        if not any(rule.where(user) is not None for rule in platform.declarations.record_rules
+                   if rule.model is Contact):
             key = (shape, query.sort, query.limit, count_up_to)
-        elif rules == security.RECORD_RULES:  # this plugin's own rule: it depends on the user alone
+        elif rbac.only_rules(platform, Contact, security.RECORD_RULES):  # ours depends on the user alone
             key = (shape, query.sort, query.limit, count_up_to, user.id, user.permissions)
-    kept = _WHOLE_LISTS.get(key) if key is not None else None  # one look-up: another thread may clear it
+    kept = _WHOLE_LISTS.get(key) if key is not None else None
     if kept is not None:
         return kept
     read = _READERS[shape]
@@ -290,11 +289,7 @@ def _statements(platform: Platform, user: CurrentUser, query: ListQuery, fields:
     if count_up_to is not None:
         counted = counted.limit(count_up_to + 1)
     statements = paged, select(func.count()).select_from(counted.subquery())
-    if key is not None:
-        if len(_WHOLE_LISTS) >= 1000:  # one per user at most (about 18 KB each)
-            _WHOLE_LISTS.clear()
-        _WHOLE_LISTS[key] = statements
-    return statements
+    return _WHOLE_LISTS.keep(key, statements) if key is not None else statements
 
 
 # Built once: for a user whom no record rule narrows (one who reads every contact), neither the

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from kehu import audit, auth, events, rbac
 from kehu.auth import CurrentUser
 from kehu.errors import Conflict, Forbidden, Invalid, NotFound
-from kehu.db import count_capped, read_rows, utcnow
+from kehu.db import KeptStatements, count_capped, read_rows, utcnow
 from kehu.i18n import gettext as _
 from kehu.i18n import pick
 from kehu.models import User
@@ -218,16 +218,15 @@ def visible_query(platform: Platform, user: CurrentUser, query: Select[Any] | No
     return rbac.restrict(platform, query if query is not None else select(Ticket), Ticket, user)
 
 
-#: How many statements built for users (:func:`visible_statement`, :func:`page`) a process
-#: keeps; all are forgotten when there are more (a page's is about 18 KB).
-STATEMENTS_KEPT = 1000
-#: Statements built once per user by :func:`visible_statement`, by name and user.
-_VISIBLE_STATEMENTS: dict[tuple[Any, ...], Select[Any]] = {}
+#: Statements built once per user by :func:`visible_statement` (small ones) and :func:`page`
+#: (about 18 KB each), by name or query and user.
+_VISIBLE_STATEMENTS = KeptStatements(2000)
+_PAGE_STATEMENTS = KeptStatements(1000)
 
 
 def _own_rules_only(platform: Platform) -> bool:
     """Whether this plugin's rule (tickets of one's team and one's own) is the only one on tickets."""
-    return [rule for rule in platform.declarations.record_rules if rule.model is Ticket] == security.RECORD_RULES
+    return rbac.only_rules(platform, Ticket, security.RECORD_RULES)
 
 
 def visible_statement(platform: Platform, user: CurrentUser, name: str, base: Callable[[], Select[Any]],
@@ -247,9 +246,7 @@ def visible_statement(platform: Platform, user: CurrentUser, name: str, base: Ca
         statement = visible_query(platform, user, base())
         statement = finish(statement) if finish else statement
         if own_rules_only:
-            if len(_VISIBLE_STATEMENTS) >= 2 * STATEMENTS_KEPT:
-                _VISIBLE_STATEMENTS.clear()
-            _VISIBLE_STATEMENTS[key] = statement
+            _VISIBLE_STATEMENTS.keep(key, statement)
     return statement
 
 
@@ -413,14 +410,10 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery,
     return list(db.scalars(paged, params)), total
 
 
-#: Statements of :func:`page` by user and query (not searches), built once while the only
-#: record rule on tickets is this plugin's own (see :func:`visible_statement`).
-_PAGE_STATEMENTS: dict[tuple[Any, ...], tuple[Select[Any], Select[Any]]] = {}
-
-
 def _page_statements(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, wanted: tuple[Any, ...],
                      count_up_to: int | None) -> tuple[Select[Any], Select[Any]]:
-    """The page's SELECT (parameters ``soon`` and ``offset``) and its count's."""
+    """The page's SELECT (parameters ``soon`` and ``offset``) and its count's, kept per user and
+    query (not searches) while the only record rule on tickets is this plugin's own."""
     # A search's words rarely come again: its statements are not kept (each is about 18 KB).
     kept = not query.q and _own_rules_only(platform)
     key = (wanted, query.limit, count_up_to, user.id, user.team, user.permissions)
@@ -435,9 +428,7 @@ def _page_statements(platform: Platform, db: Session, user: CurrentUser, query: 
         statements = (stmt.order_by(*order).limit(query.limit).offset(bindparam("offset")),
                       select(func.count()).select_from(counted.order_by(None).subquery()))
         if kept:
-            if len(_PAGE_STATEMENTS) >= STATEMENTS_KEPT:
-                _PAGE_STATEMENTS.clear()
-            _PAGE_STATEMENTS[key] = statements
+            _PAGE_STATEMENTS.keep(key, statements)
     return statements
 
 
