@@ -151,8 +151,8 @@ def _view_of(platform: Platform, user: CurrentUser, contact: Any, *, street: str
 
 class ContactSummary(NamedTuple):
     """What a list shows of a contact, as one user may see it: the first phone number (masked
-    unless they hold ``contacts.view_sensitive``), no other personal field. Read with two
-    plain queries for a whole page by :func:`summaries`, without loading model objects.
+    unless they hold ``contacts.view_sensitive``), no other personal field. Read with one plain
+    query for a whole page (:func:`summary_select`, :func:`summaries`), without loading model objects.
     (A named tuple: a page builds fifty, and a frozen dataclass sets each field through
     ``object.__setattr__``.)"""
 
@@ -184,14 +184,20 @@ _TAG_SEPARATOR = "\x1f"
 # The statements of the read paths are built once: building a SELECT and working out its cache
 # key cost about as much as running it on a page of rows. Statements are immutable: ``.where()``
 # and the like return new ones.
+_FIRST_PHONE = aliased(ContactPoint)
+#: Each contact's first phone number (the lowest position), found in the points' order index.
+_FIRST_PHONE_ID = select(ContactPoint.id).where(
+    ContactPoint.contact_id == Contact.id, ContactPoint.kind == normalize.PHONE).order_by(
+    ContactPoint.position, ContactPoint.id).limit(1).correlate(Contact).scalar_subquery()
 _SUMMARY_SELECT = select(
     Contact.id, Contact.kind, Contact.name, Contact.position, Contact.company_id, _COMPANY.name, Contact.owner_id,
     _OWNER.name, Contact.stage, Contact.city, Contact.custom, Contact.created_at, Contact.updated_at,
     Contact.erased_at,
     select(func.aggregate_strings(ContactTag.tag, _TAG_SEPARATOR)).where(
         ContactTag.contact_id == Contact.id).scalar_subquery(),
+    _FIRST_PHONE.row_key, _FIRST_PHONE.value_sealed,
 ).select_from(Contact).outerjoin(_COMPANY, _COMPANY.id == Contact.company_id).outerjoin(
-    _OWNER, _OWNER.id == Contact.owner_id)
+    _OWNER, _OWNER.id == Contact.owner_id).outerjoin(_FIRST_PHONE, _FIRST_PHONE.id == _FIRST_PHONE_ID)
 _VIEW_SELECT = select(
     Contact.id, Contact.kind, Contact.name, Contact.company_id, _COMPANY.name.label("company_name"),
     Contact.position, Contact.source, Contact.owner_id, _OWNER.name.label("owner_name"), Contact.stage,
@@ -199,9 +205,6 @@ _VIEW_SELECT = select(
     Contact.address_detail_sealed, Contact.notes, Contact.preferences, Contact.custom, Contact.version,
     Contact.created_at, Contact.updated_at, Contact.erased_at).select_from(Contact).outerjoin(
     _COMPANY, _COMPANY.id == Contact.company_id).outerjoin(_OWNER, _OWNER.id == Contact.owner_id)
-_FIRST_PHONES = select(ContactPoint.contact_id, ContactPoint.row_key, ContactPoint.value_sealed).where(
-    ContactPoint.contact_id.in_(bindparam("ids")), ContactPoint.kind == normalize.PHONE).order_by(
-    ContactPoint.contact_id, ContactPoint.position.desc(), ContactPoint.id.desc())
 # In the order of ``Contact.points``: by kind, then position.
 _POINTS = select(ContactPoint.contact_id, ContactPoint.kind, ContactPoint.row_key, ContactPoint.value_sealed).where(
     ContactPoint.contact_id.in_(bindparam("ids"))).order_by(
@@ -215,22 +218,23 @@ def summary_select() -> Select[Any]:
 
 
 def summaries(platform: Platform, db: Session, user: CurrentUser, rows: Sequence[Any]) -> list[ContactSummary]:
-    """:class:`ContactSummary` of the rows of a :func:`summary_select`, in their order; their
-    first phone numbers are read with one more query (their tags come in the rows)."""
-    ids = [row[0] for row in rows]
-    phones: dict[int, str] = {}
-    if ids:
-        for contact_id, row_key, sealed_value in read_rows(db, _FIRST_PHONES, {"ids": ids}):
-            phones[contact_id] = unseal(ContactPoint, "value", row_key, sealed_value) or ""  # the first comes last
+    """:class:`ContactSummary` of the rows of a :func:`summary_select`, in their order (their
+    tags and first phone numbers come in the rows: no other query)."""
     return [ContactSummary(
         id=contact_id, kind=kind, name=name, position=position, company_id=company_id, company_name=company_name or "",
         owner_id=owner_id, owner_name=owner_name or "", stage=stage, city=city,
-        phone=rbac.field_view(platform, user, ContactPoint, "value",
-                              normalize.display_phone(phones[contact_id])) or "" if contact_id in phones else "",
-        tags=sorted(tags.split(_TAG_SEPARATOR)) if tags else [], custom=dict(custom or {}), created_at=created_at,
-        updated_at=updated_at, erased=erased_at is not None)
+        phone=_listed_phone(platform, user, phone_key, sealed_phone), tags=sorted(tags.split(_TAG_SEPARATOR)) if tags else [],
+        custom=dict(custom or {}), created_at=created_at, updated_at=updated_at, erased=erased_at is not None)
         for (contact_id, kind, name, position, company_id, company_name, owner_id, owner_name, stage, city, custom,
-             created_at, updated_at, erased_at, tags) in rows]
+             created_at, updated_at, erased_at, tags, phone_key, sealed_phone) in rows]
+
+
+def _listed_phone(platform: Platform, user: CurrentUser, row_key: str | None, sealed_value: bytes | None) -> str:
+    """A first phone number as a list shows it to ``user``: formatted, masked unless they may see it."""
+    if sealed_value is None:
+        return ""
+    plain = unseal(ContactPoint, "value", row_key, sealed_value) or ""  # type: ignore[arg-type]
+    return rbac.field_view(platform, user, ContactPoint, "value", normalize.display_phone(plain)) or ""
 
 
 def view_select() -> Select[Any]:
