@@ -36,6 +36,7 @@ Rotation
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -245,13 +246,16 @@ def key_id_of(blob: bytes) -> int:
     return key_id
 
 
+_NONCE_AT, _SEALED_AT = _HEADER.size, _HEADER.size + _NONCE_BYTES
+
+
 def decrypt(blob: bytes, aad: bytes) -> str:
     """Open a value sealed by :func:`encrypt` with the same ``aad``, or raise DecryptionFailed."""
-    blob = bytes(blob)
+    if type(blob) is not bytes:
+        blob = bytes(blob)
     cipher = keyring().cipher(key_id_of(blob))
-    nonce = blob[_HEADER.size:_HEADER.size + _NONCE_BYTES]
     try:
-        return cipher.decrypt(nonce, blob[_HEADER.size + _NONCE_BYTES:], aad).decode("utf-8")
+        return cipher.decrypt(blob[_NONCE_AT:_SEALED_AT], blob[_SEALED_AT:], aad).decode()
     except InvalidTag:
         raise DecryptionFailed("sealed value does not open: altered, or moved from another row or column") from None
 
@@ -316,7 +320,12 @@ class SealedField:
         return self.model.__tablename__  # type: ignore[attr-defined, no-any-return]
 
     def aad(self, row_key: str) -> bytes:
-        return f"{self.table}.{self.column}.{row_key}".encode()
+        """``table.column.row_key``: binds a sealed value to its row and column."""
+        return self._aad_prefix + row_key.encode()
+
+    @functools.cached_property
+    def _aad_prefix(self) -> bytes:  # a list page opens a value per row
+        return f"{self.table}.{self.column}.".encode()
 
 
 #: Every sealed attribute of every imported model (key rotation walks them).

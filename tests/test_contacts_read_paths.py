@@ -202,3 +202,31 @@ def test_tags_come_in_the_same_order_everywhere_and_on_every_database(crm: Crm) 
     assert [item["tags"] for item in boss.get("/api/contacts/?q=顺序").json()["items"]] == [expected]
     row = boss.get("/contacts/?q=顺序").text.split(f'data-contact="{created["id"]}"', 1)[1].split("</tr>", 1)[0]
     assert re.findall(r'<a class="tag" href="[^"]*">([^<]*)</a>', row) == expected  # the list page too
+
+
+def _list_row(client: Any, contact_id: int, search: str) -> str:
+    page = client.get("/contacts/", params={"q": search}).text
+    return page.split(f'data-contact="{contact_id}"', 1)[1].split("</tr>", 1)[0]
+
+
+def test_the_list_shows_each_contact_first_phone_number_masked_as_the_user_may_see_it(crm: Crm) -> None:
+    boss, vera = crm.client("boss"), crm.client("vera")
+    two = crm.create("boss", name="两个号码", phones=["13811112222", "13900003333"])
+    without = crm.create("boss", name="没有号码", email="nophone@x.cn")
+    assert "138 1111 2222" in _list_row(boss, two["id"], "两个号码")
+    assert "139 0000 3333" not in _list_row(boss, two["id"], "两个号码")
+    assert re.search(r'class="phone">\s*</td>', _list_row(boss, without["id"], "没有号码"))
+    masked = _list_row(vera, two["id"], "两个号码")
+    assert "138 1111 2222" not in masked and "*" in masked
+
+    # Reordered: the new first one is listed.
+    assert boss.patch(f"/api/contacts/{two['id']}", json={"phones": ["13900003333", "13811112222"]}).status_code == 200
+    assert "139 0000 3333" in _list_row(boss, two["id"], "两个号码")
+    assert "138 1111 2222" not in _list_row(boss, two["id"], "两个号码")
+
+    # Merged: the survivor keeps its own first number, the merged one's come after it.
+    merged = crm.create("boss", name="被合并", phone="13700004444")
+    answer = boss.post("/api/contacts/merge", json={"survivor_id": merged["id"], "merged_id": two["id"]})
+    assert answer.status_code == 200, answer.text
+    row = _list_row(boss, merged["id"], "被合并")
+    assert "137 0000 4444" in row and "139 0000 3333" not in row

@@ -197,9 +197,9 @@ COMMON_TAG = 2000
 #: What :func:`page` can give as items: :class:`~.models.Contact` objects, or what a user sees
 #: of them, read with plain queries (SELECT to add the filters to, reader of its rows).
 Shape = Literal["contacts", "summaries", "views"]
-_READERS: dict[str, tuple[Callable[[], Select[Any]], Callable[..., list[Any]]] | None] = {
-    "contacts": None, "summaries": (display.summary_select, display.summaries),
-    "views": (display.view_select, display.views)}
+#: The SELECT each shape of items is read with (``"contacts"``: model objects, through the ORM).
+_SELECTS: dict[str, Callable[[], Select[Any]] | None] = {
+    "contacts": None, "summaries": display.summary_select, "views": display.view_select}
 
 
 def common_tags(db: Session, tags: list[str]) -> frozenset[str]:
@@ -212,7 +212,8 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
          fields: list[CustomField] | None = None, count_up_to: int | None = None, shape: Shape = "contacts") -> Page:
     """One page of the contacts ``user`` may see that match ``query``, with their number.
 
-    ``fields`` are the custom fields (read when not given and the query filters by them).
+    ``fields`` are the custom fields (read when not given and the query filters by them);
+    summaries carry the values of those a list shows.
     Counting stops after ``count_up_to`` (the list page shows "1000+": counting a million rows
     takes longer than the page itself), and such a count is remembered for
     :data:`kehu.db.CAPPED_COUNT_SECONDS`; a first page that holds every match needs no count at all.
@@ -225,11 +226,17 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
         fields = custom_fields(db) if query.custom else []
     common = common_tags(db, query.tags)
     paged, counted = _statements(platform, user, query, fields, shape, common, count_up_to)
-    read = _READERS[shape]
     offset = {"offset": 0 if query.cursor else query.offset}  # a cursor says where the page starts
-    found = read_rows(db, paged, offset) if read else list(db.scalars(paged, offset).unique())
+    if shape == "contacts":
+        found: list[Any] = list(db.scalars(paged, offset).unique())
+    else:
+        found = read_rows(db, paged, offset)
     more = len(found) > query.limit  # the one row past the page is only read to know that
-    items: list[Any] = read[1](platform, db, user, found[:query.limit]) if read else found[:query.limit]
+    items = found[:query.limit]
+    if shape == "summaries":
+        items = display.summaries(platform, db, user, items, listed=display.listed_keys(fields))
+    elif shape == "views":
+        items = display.views(platform, db, user, items)
     name = query.sort.lstrip("-")
     next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id) if more else ""
     if not query.cursor and not query.offset and not next_cursor:
@@ -274,8 +281,8 @@ def _statements(platform: Platform, user: CurrentUser, query: ListQuery, fields:
     kept = _WHOLE_LISTS.get(key) if key is not None else None
     if kept is not None:
         return kept
-    read = _READERS[shape]
-    statement = filtered(platform, user, query, fields, base=read[0]() if read else None, common_tags=common)
+    base = _SELECTS[shape]
+    statement = filtered(platform, user, query, fields, base=base() if base else None, common_tags=common)
     name, descending = query.sort.lstrip("-"), query.sort.startswith("-")
     column = SORTS[name]
     paged = statement
