@@ -171,8 +171,6 @@ class ContactSummary(NamedTuple):
     tags: list[str]
     #: The values of the custom fields the list shows (see :func:`summaries`).
     custom: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
     erased: bool
 
     @property
@@ -193,8 +191,7 @@ _FIRST_PHONE_ID = select(ContactPoint.id).where(
     ContactPoint.position, ContactPoint.id).limit(1).correlate(Contact).scalar_subquery()
 _SUMMARY_SELECT = select(
     Contact.id, Contact.kind, Contact.name, Contact.position, Contact.company_id, _COMPANY.name, Contact.owner_id,
-    _OWNER.name, Contact.stage, Contact.city, cast(Contact.custom, Text), Contact.created_at, Contact.updated_at,
-    Contact.erased_at,
+    _OWNER.name, Contact.stage, Contact.city, cast(Contact.custom, Text), Contact.erased_at.is_not(None),
     select(func.aggregate_strings(ContactTag.tag, _TAG_SEPARATOR)).where(
         ContactTag.contact_id == Contact.id).scalar_subquery(),
     _FIRST_PHONE.row_key, _FIRST_PHONE.value_sealed,
@@ -221,8 +218,9 @@ def summary_select() -> Select[Any]:
 
 def summaries(platform: Platform, db: Session, user: CurrentUser, rows: Sequence[Any],
               listed: Collection[str] = ()) -> list[ContactSummary]:
-    """:class:`ContactSummary` of the rows of a :func:`summary_select`, in their order (their
-    tags and first phone numbers come in the rows: no other query). Their ``custom`` holds the
+    """:class:`ContactSummary` of the rows of a :func:`summary_select` (columns added after its
+    own are ignored), in their order: their tags and first phone numbers come in the rows, so no
+    other query runs. Their ``custom`` holds the
     values of the custom fields whose keys are ``listed``: the others are not decoded."""
     shown = rbac.field_viewer(platform, user, ContactPoint, "value")
     # Built with tuple.__new__ in ContactSummary's field order: a named tuple's own constructor
@@ -232,9 +230,9 @@ def summaries(platform: Platform, db: Session, user: CurrentUser, rows: Sequence
         shown(normalize.display_phone(unseal(ContactPoint, "value", phone_key, sealed_phone) or ""))
         if sealed_phone is not None else "",
         sorted(tags.split(_TAG_SEPARATOR)) if tags else [], _listed_values(custom, listed) if listed else {},
-        created_at, updated_at, erased_at is not None))
+        bool(erased)))
         for (contact_id, kind, name, position, company_id, company_name, owner_id, owner_name, stage, city, custom,
-             created_at, updated_at, erased_at, tags, phone_key, sealed_phone) in rows]
+             erased, tags, phone_key, sealed_phone, *_more) in rows]
 
 
 

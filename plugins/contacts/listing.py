@@ -237,8 +237,7 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, *
         items = display.summaries(platform, db, user, items, listed=display.listed_keys(fields))
     elif shape == "views":
         items = display.views(platform, db, user, items)
-    name = query.sort.lstrip("-")
-    next_cursor = _encode_cursor(getattr(items[-1], name), items[-1].id) if more else ""
+    next_cursor = _cursor_after(found[query.limit - 1], shape, query.sort) if more else ""
     if not query.cursor and not query.offset and not next_cursor:
         return Page(items=items, total=len(items), next_cursor="", offset=0, limit=query.limit)
     if count_up_to is None or not rbac.only_rules(platform, Contact, security.RECORD_RULES):
@@ -292,6 +291,8 @@ def _statements(platform: Platform, user: CurrentUser, query: ListQuery, fields:
         paged = paged.where(position < after if descending else position > after)
     order = (column.desc(), Contact.id.desc()) if descending else (column.asc(), Contact.id.asc())
     paged = paged.order_by(*order).limit(query.limit + 1).offset(bindparam("offset"))
+    if base is not None:  # rows, not model objects: the next page's cursor is made from this
+        paged = paged.add_columns(column.label("sort_value"))
     counted = filtered(platform, user, query, fields, base=select(Contact.id), common_tags=common)
     if count_up_to is not None:
         counted = counted.limit(count_up_to + 1)
@@ -314,6 +315,11 @@ def visible_view(platform: Platform, db: Session, user: CurrentUser, contact_id:
 def visible_id(platform: Platform, db: Session, user: CurrentUser, contact_id: Any) -> int:
     """The contact's id if ``user`` may see it; :class:`NotFound` otherwise, as :func:`~.service.get_visible`."""
     return int(visible_row(platform, db, user, _ID_BY_ID, contact_id).id)
+
+
+def _cursor_after(last: Any, shape: Shape, sort: str) -> str:
+    """The cursor of the page that starts after ``last``, a read row (its ``sort_value``) or a model object."""
+    return _encode_cursor(getattr(last, sort.lstrip("-")) if shape == "contacts" else last.sort_value, last.id)
 
 
 def _encode_cursor(value: Any, contact_id: int) -> str:
