@@ -6,7 +6,9 @@ escape builds a :class:`~markupsafe.Markup` through a Python-level ``__new__`` f
 value, which was a fifth of the contact list page's time (a thousand values on a page of 50
 rows). What is printed is only joined into the page, so it needs the escaped text, not a
 ``Markup`` object: :class:`KehuEnvironment` compiles printed values to :func:`escape_output`,
-which gives the same text. Everything else (filters, ``Markup``, macros, ``|safe``) is Jinja's.
+which gives the same text. An ``{% include %}`` hands the included template's pieces on with
+``yield from`` (or ``list.extend`` inside ``{% set %}``) where Jinja loops over them in Python.
+Everything else (filters, ``Markup``, macros, ``|safe``) is Jinja's.
 
 ``_()`` in a template is Jinja's newstyle gettext (see :func:`install_translations`) without
 the alias that looks ``gettext`` up in the template's context and calls it through it again.
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jinja2 import Environment, pass_eval_context
+from jinja2 import Environment, nodes, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.nodes import EvalContext
 from markupsafe import Markup
@@ -50,6 +52,32 @@ class _OutputEscapingCodeGenerator(CodeGenerator):
                 self.write(finalize.src)
         else:
             super()._output_child_pre(node, frame, finalize)
+
+    def visit_Include(self, node: nodes.Include, frame: Frame) -> None:
+        # Jinja passes each piece of an included template on in a Python loop ("for event in
+        # gen: yield event"); a list page includes its rows, a couple of thousand pieces.
+        # Here they go on through ``yield from`` or ``list.extend``, the rest as Jinja does it.
+        if node.ignore_missing or not node.with_context or self.environment.is_async:
+            super().visit_Include(node, frame)
+            return
+        template = node.template
+        if isinstance(template, nodes.Const) and isinstance(template.value, str):
+            func_name = "get_template"
+        elif isinstance(template, nodes.Tuple | nodes.List) or (
+                isinstance(template, nodes.Const) and isinstance(template.value, tuple | list)):
+            func_name = "select_template"
+        else:
+            func_name = "get_or_select_template"
+        self.writeline(f"template = environment.{func_name}(", node)
+        self.visit(template, frame)
+        self.write(f", {self.name!r})")
+        self.writeline("gen = template.root_render_func(template.new_context(context.get_all(), True, "
+                       f"{self.dump_local_context(frame)}))")
+        self.writeline("try:")
+        self.indent()
+        self.writeline("yield from gen" if frame.buffer is None else f"{frame.buffer}.extend(gen)")
+        self.outdent()
+        self.writeline("finally: gen.close()")
 
 
 class KehuEnvironment(Environment):

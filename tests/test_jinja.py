@@ -50,7 +50,16 @@ TEMPLATES = {
         "{{ _('Hello %(name)s', name=text) }} {{ _('100%% sure') }}"
         "{% trans n=number %}{{ n }} item{% pluralize %}{{ n }} items{% endtrans %}"
         "{{ ngettext('%(num)s file', '%(num)s files', 2) }}"
+        # Includes: written out, captured, chosen from a list, by a name in a variable, missing,
+        # without the context, in a loop (the loop's variable passed on), inside a block.
+        "{% include 'row.html' %}{% set captured %}[{% include 'row.html' %}]{% endset %}{{ captured }}"
+        "{% include ['absent.html', 'row.html'] %}{% include row_template %}"
+        "{% include 'absent.html' ignore missing %}{% include 'row.html' without context %}"
+        "{% for item in items %}{% include 'item.html' %}{% endfor %}"
+        "{% block inside %}{% include 'row.html' %}{% endblock %}"
     ),
+    "row.html": "<tr><td>{{ text }}</td>{% for i in items %}<td>{{ i }}</td>{% endfor %}</tr>",
+    "item.html": "<i>{{ item }}</i>",
     "plain.txt": "{{ _('Hello %(name)s', name=text) }} {{ text }}",
     "macros.html": "{% macro row(value) %}<td>{{ value }}</td>{% endmacro %}",
 }
@@ -58,8 +67,9 @@ TEMPLATES = {
 
 @pytest.mark.parametrize("context", [
     {"title": "a\"b'c", "text": "<script>&", "number": 3.5, "html": Html(), "raw": "<em>raw</em>",
-     "items": ["<x>", 1, None, Markup("<ok>")]},
-    {"title": "", "text": "王芳 & 上海", "number": 0, "html": Markup("<b>m</b>"), "raw": "", "items": []},
+     "items": ["<x>", 1, None, Markup("<ok>")], "row_template": "row.html"},
+    {"title": "", "text": "王芳 & 上海", "number": 0, "html": Markup("<b>m</b>"), "raw": "", "items": [],
+     "row_template": ["absent.html", "item.html"]},
 ])
 def test_pages_render_the_same_as_with_jinjas_environment(context: dict[str, Any]) -> None:
     def render(environment_class: type[Environment]) -> str:
