@@ -45,7 +45,7 @@ from urllib.parse import quote
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from kehu import crypto
@@ -560,7 +560,7 @@ def _token_lookup() -> Any:
                                     User.active.is_(True)))
 
 
-def _rows_with_permissions(db: Session, statement: Any, digest: str) -> tuple[Any, frozenset[str]]:
+def _rows_with_permissions(db: Session | Connection, statement: Any, digest: str) -> tuple[Any, frozenset[str]]:
     """The first row of a lookup (or None) and the user's permissions."""
     rows = read_rows(db, statement, {"digest": digest})
     if not rows:
@@ -568,7 +568,7 @@ def _rows_with_permissions(db: Session, statement: Any, digest: str) -> tuple[An
     return rows[0], frozenset(row.permission for row in rows if row.permission is not None)
 
 
-def find_session(db: Session, cookie_value: str, allow_pending: bool = False) -> Found:
+def find_session(db: Session | Connection, cookie_value: str, allow_pending: bool = False) -> Found:
     """The session's user, read only (this runs on every request: one indexed query)."""
     row, permissions = _rows_with_permissions(db, _session_lookup(), _digest(cookie_value))
     if row is None or (row.second_factor_pending and not allow_pending):
@@ -613,7 +613,7 @@ def revoke_token(db: Session, token: ApiToken) -> bool:
     return True
 
 
-def find_token(db: Session, raw: str) -> Found:
+def find_token(db: Session | Connection, raw: str) -> Found:
     """The token's user, read only."""
     if not raw.startswith(TOKEN_PREFIX):
         return Found(None)

@@ -45,7 +45,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,11 +52,11 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
-from sqlalchemy import Connection, Engine, LargeBinary, String, inspect, select, update
+from sqlalchemy import Engine, LargeBinary, String, inspect, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from kehu.db import utcnow
+from kehu.db import reading_connection, utcnow
 from kehu.models import DataKey
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,19 +131,10 @@ class Keyring:
     checked_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        """A read-only connection. It must never wait for SQLite's write lock: the caller may
-        be holding it in another connection of this thread (encrypting inside a transaction)."""
-        with self.engine.connect() as conn:
-            conn.info["write"] = False  # kehu.db begins a plain (deferred) transaction, not IMMEDIATE
-            try:
-                yield conn
-            finally:
-                conn.info.pop("write", None)
-
     def load(self) -> None:
-        with self._reading() as conn:
+        # Read-only, so never waiting for SQLite's write lock: the caller may hold it in another
+        # connection of this thread (encrypting inside a transaction).
+        with reading_connection(self.engine) as conn:
             rows = conn.execute(select(DataKey.id, DataKey.purpose, DataKey.wrapped_key, DataKey.active,
                                        DataKey.retired_at).order_by(DataKey.id)).all()
         ciphers: dict[int, AESGCM] = {}
@@ -175,7 +165,7 @@ class Keyring:
 
     def active_cipher(self) -> tuple[int, AESGCM]:
         if time.monotonic() - self.checked_at > ACTIVE_KEY_RECHECK_SECONDS:
-            with self._reading() as conn:
+            with reading_connection(self.engine) as conn:
                 newest = conn.scalar(select(DataKey.id).where(DataKey.purpose == ENCRYPT, DataKey.active)
                                      .order_by(DataKey.id.desc()).limit(1))
             if newest is not None and newest != self.active_id:

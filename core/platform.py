@@ -9,17 +9,17 @@ is unregistered and reported as broken; the rest of the platform starts.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from kehu import CORE_API_VERSION, hookspecs
 from kehu.config import Settings
-from kehu.db import make_engine, make_session_factory
+from kehu.db import make_engine, make_session_factory, reading_connection
 from kehu.declarations import MenuItem, PersonalField, Permission, RecordRule, RoleTemplate, Setting
 from kehu.manifest import Manifest
 from kehu.modules import ModuleError, ModuleInfo, _short_error, discover, enabled_names, module_rows, resolve
@@ -195,14 +195,13 @@ class Platform:
         the single writer (WAL), where :meth:`session` queues for the write lock. Changing an
         object in it and flushing raises :class:`ReadOnlySession`: write through :meth:`session`.
         """
-        with self.engine.connect() as connection:
-            connection.info["write"] = False
-            try:
-                with ReadingSession(bind=connection) as session:
-                    yield session
-            finally:
-                connection.rollback()
-                connection.info.pop("write", None)
+        with reading_connection(self.engine) as connection, ReadingSession(bind=connection) as session:
+            yield session
+
+    def reading_connection(self) -> AbstractContextManager[Connection]:
+        """A read-only connection, without an ORM session: for a look-up of plain rows
+        (:func:`kehu.db.read_rows`) that runs on every request. Rolled back at the end."""
+        return reading_connection(self.engine)
 
     def close(self) -> None:
         """Close the database connections this platform keeps in its pool (connections still

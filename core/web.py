@@ -256,8 +256,8 @@ class RequestContextMiddleware:
         # Every request looks its user up; only a few must write (a session's last-seen time,
         # every few minutes; an expired session's removal). Reading first keeps the others off
         # SQLite's single write lock, so requests do not queue behind each other there.
-        with self.platform.reading() as db:
-            found = find(db, secret)
+        with self.platform.reading_connection() as connection:  # plain rows: no ORM session needed
+            found = find(connection, secret)
         if not found.must_write:
             return found.user
         with self.platform.session() as db:

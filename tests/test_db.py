@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import Integer, String, bindparam, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from kehu.db import SQLITE_CONNECTION_LIFETIME, begin_immediate, make_engine, read_rows, refresh_statistics
+from kehu.db import (SQLITE_CONNECTION_LIFETIME, begin_immediate, make_engine, read_rows, reading_connection,
+                     refresh_statistics)
 from kehu.jobs import STATISTICS_INTERVAL
 
 
@@ -160,6 +161,18 @@ def test_read_rows_gives_what_execute_gives_and_sees_pending_changes(tmp_path: P
         assert [row.name for row in rows] == ["王芳", "b"]
         assert rows == db.execute(statement).all()
         assert read_rows(db, statement.where(Thing.id == bindparam("wanted")), {"wanted": 2})[0].name == "b"
+        db.commit()
+    # On a reading connection too, even while another connection holds the write lock; and
+    # what it was asked to change is rolled back at the end.
+    with engine.connect() as writer:
+        begin_immediate(writer.connection.driver_connection)
+        with reading_connection(engine) as connection:
+            assert [tuple(row) for row in read_rows(connection, statement)] == [(1, "王芳"), (2, "b")]
+        writer.rollback()
+    with reading_connection(engine) as connection:
+        connection.execute(text("DELETE FROM things"))
+    with reading_connection(engine) as connection:
+        assert len(read_rows(connection, statement)) == 2
     engine.dispose()
 
 
