@@ -59,9 +59,16 @@ TEMPLATES = {
         "{% block inside %}{% include 'row.html' %}{% endblock %}"
     ),
     "row.html": "<tr><td>{{ text }}</td>{% for i in items %}<td>{{ i }}</td>{% endfor %}</tr>",
+    # A layout and a page that extends it (statically, or as chosen at run time), a call block.
+    "layout.html": "<h1>{{ title }}</h1>{% block body %}<i>{{ text }}</i> default{% endblock %}<hr>{{ number }}!",
+    "child.html": "{% extends 'layout.html' %}{% block body %}<b>{{ text }}</b> {{ number }} {{ super() }}{% endblock %}",
+    "chosen.html": "{% if title %}{% extends 'layout.html' %}{% endif %}<p>{{ text }} {{ number }}</p>"
+                   "{% block body %}[{{ text }}|{{ html }}]{% endblock %}",
+    "called.html": "{% import 'macros.html' as m %}{% call m.wrap(text) %}{{ text }} {{ number }}{% endcall %}",
     "item.html": "<i>{{ item }}</i>",
     "plain.txt": "{{ _('Hello %(name)s', name=text) }} {{ text }}",
-    "macros.html": "{% macro row(value) %}<td>{{ value }}</td>{% endmacro %}",
+    "macros.html": "{% macro row(value) %}<td>{{ value }}</td>{% endmacro %}"
+                   "{% macro wrap(value) %}<div title=\"{{ value }}\">{{ caller() }} {{ value }}</div>{% endmacro %}",
 }
 
 
@@ -79,7 +86,8 @@ def test_pages_render_the_same_as_with_jinjas_environment(context: dict[str, Any
             install_translations(environment, translated, plural)
         else:
             environment.install_gettext_callables(translated, plural, newstyle=True)  # type: ignore[attr-defined]
-        return "".join(environment.get_template(name).render(context) for name in ("page.html", "plain.txt"))
+        return "\n".join(environment.get_template(name).render(context)
+                         for name in ("page.html", "plain.txt", "child.html", "chosen.html", "called.html"))
 
     ours = render(KehuEnvironment)
     assert ours == render(Environment)
