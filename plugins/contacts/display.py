@@ -220,8 +220,8 @@ def summaries(platform: Platform, db: Session, user: CurrentUser, rows: Sequence
               listed: Collection[str] = ()) -> list[ContactSummary]:
     """:class:`ContactSummary` of the rows of a :func:`summary_select` (columns added after its
     own are ignored), in their order: their tags and first phone numbers come in the rows, so no
-    other query runs. Their ``custom`` holds the
-    values of the custom fields whose keys are ``listed``: the others are not decoded."""
+    other query runs. Their ``custom`` holds the values of the custom fields whose keys are
+    ``listed``: the others are not decoded."""
     shown = rbac.field_viewer(platform, user, ContactPoint, "value")
     # Built with tuple.__new__ in ContactSummary's field order: a named tuple's own constructor
     # binds sixteen arguments in Python, which cost as much as the rest of the row.
@@ -233,7 +233,6 @@ def summaries(platform: Platform, db: Session, user: CurrentUser, rows: Sequence
         bool(erased)))
         for (contact_id, kind, name, position, company_id, company_name, owner_id, owner_name, stage, city, custom,
              erased, tags, phone_key, sealed_phone, *_more) in rows]
-
 
 
 def _listed_values(custom_json: str | None, listed: Collection[str]) -> dict[str, Any]:

@@ -195,7 +195,7 @@ class Page:
 COMMON_TAG = 2000
 
 #: What :func:`page` can give as items: :class:`~.models.Contact` objects, or what a user sees
-#: of them, read with plain queries (SELECT to add the filters to, reader of its rows).
+#: of them, read with plain queries.
 Shape = Literal["contacts", "summaries", "views"]
 #: The SELECT each shape of items is read with (``"contacts"``: model objects, through the ORM).
 _SELECTS: dict[str, Callable[[], Select[Any]] | None] = {
