@@ -84,7 +84,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if 300 <= exc.status_code < 400 and exc.headers and "Location" in exc.headers:
         return RedirectResponse(exc.headers["Location"], status_code=exc.status_code)
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    if exc.status_code == 403 and current_user(request) is not None:
+    if await _user_and_language(request) is not None and exc.status_code == 403:
         from kehu import audit
 
         await anyio.to_thread.run_sync(audit.record_denial, request, message)
@@ -100,12 +100,22 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     """A :class:`kehu.errors.DomainError` a plugin let through: the JSON error body with what
     the error carries in ``extra``, or the error page."""
     assert isinstance(exc, DomainError)
+    await _user_and_language(request)
     if wants_json(request):
         body = error_body(exc.status, exc.message, exc.code, exc.fields)
         body["error"].update(_jsonable(exc.extra))
         return JSONResponse(body, status_code=exc.status)
     return render(request, "error.html", {"status": exc.status, "message": exc.message, "fields": exc.fields},
                   status_code=exc.status)
+
+
+async def _user_and_language(request: Request) -> auth.CurrentUser | None:
+    """The user, looked up if still pending, with the language their request was answered in
+    (set in the endpoint's thread, if it looked the user up): for an error answered here."""
+    user = await user_of(request)
+    if "kehu.language" in request.scope:
+        i18n.current_language.set(request.scope["kehu.language"])
+    return user
 
 
 def _jsonable(value: Any) -> Any:
@@ -128,8 +138,67 @@ async def server_error(request: Request, exc: Exception) -> Response:
 # --- Access control for endpoints ---------------------------------------------------------
 
 
+#: Where a request's credentials wait to be looked up, when the middleware left that to the
+#: endpoint's thread (see :class:`RequestContextMiddleware`): ``("session", cookie)`` or
+#: ``("token", raw token)``.
+PENDING_CREDENTIALS = "kehu.pending_credentials"
+
+
 def current_user(request: Request) -> auth.CurrentUser | None:
+    """The request's user, None for nobody. If it was not looked up yet, it is now: call this
+    in the thread an endpoint runs in; on the event loop, ``await user_of(request)``."""
+    if PENDING_CREDENTIALS in request.scope:
+        return resolve_user(request.scope)
     return request.scope.get("kehu.user")
+
+
+async def user_of(request: Request) -> auth.CurrentUser | None:
+    """:func:`current_user` for code on the event loop: a look-up still to do runs in a thread."""
+    if PENDING_CREDENTIALS in request.scope:
+        return await anyio.to_thread.run_sync(resolve_user, request.scope)
+    return request.scope.get("kehu.user")
+
+
+def resolve_user(scope: Scope) -> auth.CurrentUser | None:
+    """Look up the request's pending credentials (blocking: the database is read) and record
+    the user and their language in ``scope``. An API token that is not valid raises a 401."""
+    pending = scope.pop(PENDING_CREDENTIALS, None)
+    if pending is None:
+        return scope.get("kehu.user")
+    kind, secret = pending
+    platform: Platform = scope["app"].state.platform
+    user = look_up_token(platform, secret) if kind == "token" else look_up_session(platform, secret)
+    scope["kehu.user"] = user
+    if user is not None:
+        language = i18n.negotiate(scope["kehu.language_cookie"], user.language, scope["kehu.accept_language"])
+        scope["kehu.language"] = language
+        i18n.current_language.set(language)
+    if user is None and kind == "token":
+        raise ApiError(401, "unauthenticated", _("The API token is not valid."))
+    return user
+
+
+def look_up_session(platform: Platform, cookie: str) -> auth.CurrentUser | None:
+    """The user of a session cookie (None: no valid session)."""
+    return _look_up(platform, auth.find_session, auth.user_from_session, cookie)
+
+
+def look_up_token(platform: Platform, raw: str) -> auth.CurrentUser | None:
+    """The user of an API token (None: no valid token)."""
+    return _look_up(platform, auth.find_token, auth.user_from_token, raw)
+
+
+def _look_up(platform: Platform, find: Callable[[Any, str], auth.Found],
+             find_and_write: Callable[[Any, str], auth.CurrentUser | None], secret: str) -> auth.CurrentUser | None:
+    # Every request looks its user up; only a few must write (a session's last-seen time,
+    # every few minutes; an expired session's removal). Reading first keeps the others off
+    # SQLite's single write lock, so requests do not queue behind each other there.
+    with platform.reading_connection() as connection:  # plain rows: no ORM session needed
+        found = find(connection, secret)
+    if not found.must_write:
+        return found.user
+    with platform.session() as db:
+        return find_and_write(db, secret)
 
 
 def platform_of(request: Request) -> Platform:
@@ -144,20 +213,14 @@ def requires(permission: str | None = None) -> Callable:
     """
 
     def check(request: Request) -> None:
-        user = current_user(request)
-        if user is None:
-            if wants_json(request):
-                raise ApiError(401, "unauthenticated", _("Log in, or send an API token."))
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            raise HTTPException(303, headers={"Location": f"/login?next={quote(target)}"})
-        if permission and not user.can(permission):
-            raise ApiError(403, "forbidden", _("You do not have the permission %(p)s.", p=permission))
+        check_access(request, current_user(request), permission)
 
     def decorate(endpoint: Callable) -> Callable:
         if inspect.iscoroutinefunction(endpoint):
 
             @functools.wraps(endpoint)
             async def async_wrapper(request: Request) -> Any:
+                await user_of(request)
                 check(request)
                 return await endpoint(request)
 
@@ -175,23 +238,63 @@ def requires(permission: str | None = None) -> Callable:
     return decorate
 
 
-class LoginRequired:
-    """Wraps a plugin's staff or API router: nobody anonymous gets past it."""
+def check_access(request: Request, user: auth.CurrentUser | None, permission: str | None) -> None:
+    """Raise what a request gets without a user (401 for the API, the login page otherwise) or
+    without ``permission`` (403)."""
+    if user is None:
+        if wants_json(request):
+            raise ApiError(401, "unauthenticated", _("Log in, or send an API token."))
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise HTTPException(303, headers={"Location": f"/login?next={quote(target)}"})
+    if permission and not user.can(permission):
+        raise ApiError(403, "forbidden", _("You do not have the permission %(p)s.", p=permission))
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class LoginRequired:
+    """Wraps a plugin's staff or API router: nobody anonymous gets past it.
+
+    A request whose look-up the middleware left pending goes on as it is to an endpoint that
+    looks its user up in its own thread (:func:`kehu.endpoints.page` and :func:`~kehu.endpoints.api`
+    mark theirs ``__kehu_looks_up_user__``) and refuses nobody there; for any other endpoint
+    the user is looked up here first.
+    """
+
+    def __init__(self, app: Router) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("kehu.user") is None:
-            request = Request(scope, receive)
-            if wants_json(request):
-                response: Response = JSONResponse(error_body(401, _("Log in, or send an API token.")), status_code=401)
-            else:
-                target = scope.get("path", "/") + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
-                response = RedirectResponse(f"/login?next={quote(target)}", status_code=303)
-            await response(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            if PENDING_CREDENTIALS in scope and not self._looks_up_user(scope):
+                try:
+                    await anyio.to_thread.run_sync(resolve_user, scope)
+                except ApiError as exc:  # a token that is not valid
+                    await JSONResponse(error_body(exc.status_code, exc.detail), status_code=exc.status_code)(
+                        scope, receive, send)
+                    return
+            if PENDING_CREDENTIALS not in scope and scope.get("kehu.user") is None:
+                await self._refuse(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+    def _looks_up_user(self, scope: Scope) -> bool:
+        """Whether the endpoint the request goes to looks its user up itself."""
+        for route in self.app.routes:
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                return getattr(child_scope.get("endpoint"), "__kehu_looks_up_user__", False)
+            if match is Match.PARTIAL:
+                return False
+        return False
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if wants_json(request):
+            response: Response = JSONResponse(error_body(401, _("Log in, or send an API token.")), status_code=401)
+        else:
+            target = scope.get("path", "/") + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
+            response = RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        await response(scope, receive, send)
 
 
 # --- Request context: language, user, CSRF ---------------------------------------------------
@@ -201,14 +304,21 @@ class RequestContextMiddleware:
     """Resolves the user (session cookie or bearer token) and the language of every request,
     and enforces CSRF protection for state-changing requests authenticated by cookie.
 
+    A request to a plugin's pages or API (``plugin_prefixes``) that needs no CSRF check (a safe
+    method, or a bearer token) has its look-up left to where it is first needed: the thread its
+    endpoint runs in, for :func:`kehu.endpoints.page` and :func:`~kehu.endpoints.api` (see
+    :class:`LoginRequired`). A thread round trip costs about 0.1 ms of a list page's 4 ms here;
+    two of them (look-up, then page) were one too many.
+
     CSRF: the request must come from our own origin (``Origin``, else ``Referer``) and carry the
     session's token in the ``X-CSRF-Token`` header or, for HTML forms, the ``csrf_token`` field
     (url-encoded forms) or query parameter (multipart forms).
     """
 
-    def __init__(self, app: ASGIApp, platform: Platform) -> None:
+    def __init__(self, app: ASGIApp, platform: Platform, plugin_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.platform = platform
+        self.plugin_prefixes = plugin_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -217,25 +327,31 @@ class RequestContextMiddleware:
         request = Request(scope)
         cookie = request.cookies.get(auth.SESSION_COOKIE)
         bearer = request.headers.get("authorization", "")
+        path = request.url.path
         user: auth.CurrentUser | None = None
-        if request.url.path.startswith("/public/"):
+        if path.startswith("/public/"):
             # Customers' pages act for no staff member: a staff cookie in the same browser is
             # neither used there nor asked for its CSRF token.
             cookie = bearer = ""
-        if bearer.lower().startswith("bearer "):
-            user = await anyio.to_thread.run_sync(self._user_from_token, bearer[7:].strip())
+        token = bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""
+        scope["kehu.language_cookie"] = request.cookies.get("kehu_lang")
+        scope["kehu.accept_language"] = request.headers.get("accept-language")
+        if (token or (cookie and request.method not in UNSAFE_METHODS)) and self._in_a_plugin(path):
+            scope[PENDING_CREDENTIALS] = ("token", token) if token else ("session", cookie)
+        elif token:
+            user = await anyio.to_thread.run_sync(look_up_token, self.platform, token)
             if user is None:
                 await JSONResponse(error_body(401, _("The API token is not valid.")), status_code=401)(scope, receive, send)
                 return
         elif cookie:
-            user = await anyio.to_thread.run_sync(self._user_from_cookie, cookie)
+            user = await anyio.to_thread.run_sync(look_up_session, self.platform, cookie)
         scope["kehu.user"] = user
-        language = i18n.negotiate(request.cookies.get("kehu_lang"), user.language if user else None,
-                                  request.headers.get("accept-language"))
+        language = i18n.negotiate(scope["kehu.language_cookie"], user.language if user else None,
+                                  scope["kehu.accept_language"])
         i18n.current_language.set(language)
-        scope["kehu.language"] = language
+        scope["kehu.language"] = language  # for now, when the look-up is pending
 
-        if user is not None and cookie and not bearer and request.method in UNSAFE_METHODS:
+        if user is not None and cookie and not token and request.method in UNSAFE_METHODS:
             receive, problem = await self._check_csrf(request, receive, user)
             if problem:
                 body = error_body(403, problem, "csrf")
@@ -245,23 +361,8 @@ class RequestContextMiddleware:
                 return
         await self.app(scope, receive, send)
 
-    def _user_from_cookie(self, cookie: str) -> auth.CurrentUser | None:
-        return self._look_up(auth.find_session, auth.user_from_session, cookie)
-
-    def _user_from_token(self, raw: str) -> auth.CurrentUser | None:
-        return self._look_up(auth.find_token, auth.user_from_token, raw)
-
-    def _look_up(self, find: Callable[[Any, str], auth.Found],
-                 find_and_write: Callable[[Any, str], auth.CurrentUser | None], secret: str) -> auth.CurrentUser | None:
-        # Every request looks its user up; only a few must write (a session's last-seen time,
-        # every few minutes; an expired session's removal). Reading first keeps the others off
-        # SQLite's single write lock, so requests do not queue behind each other there.
-        with self.platform.reading_connection() as connection:  # plain rows: no ORM session needed
-            found = find(connection, secret)
-        if not found.must_write:
-            return found.user
-        with self.platform.session() as db:
-            return find_and_write(db, secret)
+    def _in_a_plugin(self, path: str) -> bool:
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.plugin_prefixes)
 
     async def _check_csrf(self, request: Request, receive: Receive, user: auth.CurrentUser) -> tuple[Receive, str]:
         origin = request.headers.get("origin") or request.headers.get("referer")
@@ -400,12 +501,15 @@ def build_starlette(platform: Platform) -> Starlette:
     from kehu import admin, health
 
     routes: list[BaseRoute] = [*admin.routes(), *health.routes(), Route("/api/openapi.json", openapi)]
+    plugin_prefixes: list[str] = []  # behind LoginRequired
     for name, plugin_routes in _routes_by_plugin(platform, "kehu_api_routes").items():
         routes.append(PluginMount(f"/api/{name}", app=LoginRequired(Router(plugin_routes))))
+        plugin_prefixes.append(f"/api/{name}")
     for name, plugin_routes in _routes_by_plugin(platform, "kehu_public_routes").items():
         routes.append(PluginMount(f"/public/{name}", routes=plugin_routes))
     for name, plugin_routes in _routes_by_plugin(platform, "kehu_routes").items():
         routes.append(PluginMount(f"/{name}", app=LoginRequired(Router(plugin_routes))))
+        plugin_prefixes.append(f"/{name}")
     for name in platform.active:
         folder = (CORE_DIR if name == "core" else platform.modules[name].path) / "static"  # type: ignore[operator]
         if folder.is_dir():
@@ -413,7 +517,7 @@ def build_starlette(platform: Platform) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContextMiddleware, platform=platform)],
+        middleware=[Middleware(RequestContextMiddleware, platform=platform, plugin_prefixes=tuple(plugin_prefixes))],
         exception_handlers={HTTPException: http_error, DomainError: domain_error, Exception: server_error},
     )
     app.state.platform = platform
