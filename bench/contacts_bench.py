@@ -2,7 +2,7 @@
 same run on the same database.
 
     .venv/bin/python bench/contacts_bench.py [--import-rows 100000] [--contacts 1000000]
-        [--runs 3] [--seconds 5] [--database-url URL] [--json bench-contacts.json]
+        [--runs 3] [--seconds 5] [--database-url URL] [--json bench/results/contacts.json]
         [--only import,search,list] [--profile] [--keep]
 
 1. **Import**: a CSV of ``--import-rows`` people (Chinese names, mobile numbers, half with an
