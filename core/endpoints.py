@@ -35,9 +35,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from kehu.auth import CurrentUser
 from kehu.errors import CONTROL_CHARACTERS, Invalid, MalformedBody, TooLarge
 from kehu.i18n import gettext as _
-from kehu.auth import CurrentUser
 from kehu.web import ApiError, check_access, current_user, user_of
 
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
