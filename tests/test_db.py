@@ -209,3 +209,20 @@ def test_counts_stop_at_the_cap_and_a_capped_count_is_remembered_for_a_while(tmp
         clock[0] += kehu_db.CAPPED_COUNT_SECONDS
         assert count_capped(db, capped(10), 10, key="all-10") == 2  # counted again
     engine.dispose()
+
+
+def test_reading_connections_on_postgresql_run_in_autocommit_and_go_back_as_they_were() -> None:
+    import os
+
+    url = os.environ.get("KEHU_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("PostgreSQL run skipped: set KEHU_TEST_POSTGRES_URL (as .ci/run does) to run it")
+    engine = make_engine(url, pool_size=1)
+    try:
+        with reading_connection(engine) as connection:
+            assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+            assert connection.connection.driver_connection.autocommit  # no BEGIN, no ROLLBACK
+        with engine.connect() as connection:  # the same pooled connection, as writers get it
+            assert not connection.connection.driver_connection.autocommit
+    finally:
+        engine.dispose()
