@@ -170,12 +170,19 @@ def resolve_user(scope: Scope) -> auth.CurrentUser | None:
     user = look_up_token(platform, secret) if kind == "token" else look_up_session(platform, secret)
     scope["kehu.user"] = user
     if user is not None:
-        language = i18n.negotiate(scope["kehu.language_cookie"], user.language, scope["kehu.accept_language"])
-        scope["kehu.language"] = language
-        i18n.current_language.set(language)
+        _settle_language(scope, user)
     if user is None and kind == "token":
         raise ApiError(401, "unauthenticated", _("The API token is not valid."))
     return user
+
+
+def _settle_language(scope: Scope, user: auth.CurrentUser | None) -> None:
+    """The request's language (its cookie, the user's choice, the browser's), for ``_()`` in
+    this context and in ``scope["kehu.language"]``."""
+    language = i18n.negotiate(scope["kehu.language_cookie"], user.language if user else None,
+                              scope["kehu.accept_language"])
+    i18n.current_language.set(language)
+    scope["kehu.language"] = language
 
 
 def look_up_session(platform: Platform, cookie: str) -> auth.CurrentUser | None:
@@ -263,17 +270,13 @@ class LoginRequired:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Refusals are raised (a token that is not valid, nobody logged in) and answered by
+        # the core's error handlers, as those of endpoints are.
         if scope["type"] == "http":
             if PENDING_CREDENTIALS in scope and not self._looks_up_user(scope):
-                try:
-                    await anyio.to_thread.run_sync(resolve_user, scope)
-                except ApiError as exc:  # a token that is not valid
-                    await JSONResponse(error_body(exc.status_code, exc.detail), status_code=exc.status_code)(
-                        scope, receive, send)
-                    return
+                await anyio.to_thread.run_sync(resolve_user, scope)
             if PENDING_CREDENTIALS not in scope and scope.get("kehu.user") is None:
-                await self._refuse(scope, receive, send)
-                return
+                check_access(Request(scope, receive), None, None)
         await self.app(scope, receive, send)
 
     def _looks_up_user(self, scope: Scope) -> bool:
@@ -285,16 +288,6 @@ class LoginRequired:
             if match is Match.PARTIAL:
                 return False
         return False
-
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        if wants_json(request):
-            response: Response = JSONResponse(error_body(401, _("Log in, or send an API token.")), status_code=401)
-        else:
-            target = scope.get("path", "/") + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
-            response = RedirectResponse(f"/login?next={quote(target)}", status_code=303)
-        await response(scope, receive, send)
 
 
 # --- Request context: language, user, CSRF ---------------------------------------------------
@@ -346,10 +339,7 @@ class RequestContextMiddleware:
         elif cookie:
             user = await anyio.to_thread.run_sync(look_up_session, self.platform, cookie)
         scope["kehu.user"] = user
-        language = i18n.negotiate(scope["kehu.language_cookie"], user.language if user else None,
-                                  scope["kehu.accept_language"])
-        i18n.current_language.set(language)
-        scope["kehu.language"] = language  # for now, when the look-up is pending
+        _settle_language(scope, user)  # settled again once a pending look-up is done
 
         if user is not None and cookie and not token and request.method in UNSAFE_METHODS:
             receive, problem = await self._check_csrf(request, receive, user)
