@@ -163,16 +163,17 @@ class Deployment:
         return result.stdout
 
     def remove(self, keep: bool) -> None:
+        if keep:
+            print(f"kept {self.folder}" + (f" and schema {self.schema}: KEHU_DATABASE_URL={self.database_url}"
+                                           if self.schema else ""))
+            return
         if self.schema:
             from sqlalchemy import create_engine, text
 
             with create_engine(self.admin_url, isolation_level="AUTOCOMMIT").connect() as connection:
                 connection.execute(text(f'DROP SCHEMA "{self.schema}" CASCADE'))
             print(f"dropped schema {self.schema}")
-        if keep:
-            print(f"kept {self.folder}")
-        else:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def tickets_available(deployment: Deployment) -> str:
@@ -564,7 +565,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--searches", type=int, help="phone searches per run")
     parser.add_argument("--hook-requests", type=int, help="requests of each kind per hook-cost run")
     parser.add_argument("--skip", default="", help="comma-separated: http, search, hooks, import, startup")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary deployment folder")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary deployment folder (and the PostgreSQL schema)")
     parser.add_argument("--output", default="", help="JSON file to write (default bench/results/<time>-<backend>.json)")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="compare two result files")
     args = parser.parse_args()

@@ -514,7 +514,7 @@ _USER_COLUMNS = (User.id, User.login, User.name, User.team, User.language)
 def holders_of(db: Session, permission: str) -> list[Any]:
     """The active users who have ``permission`` (or ``*``), as rows of ``id, login, name,
     team``, ordered by team and name: e.g. the people a ticket can be assigned to."""
-    return list(db.execute(_holders_lookup(), {"permissions": ["*", permission]}))
+    return list(read_rows(db, _holders_lookup(), {"permissions": ["*", permission]}))
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (Connection, DateTime, Dialect, Engine, Executable, MetaData, Row, Select, create_engine, event,
                         func, select)
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -209,7 +210,41 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return create_engine(psycopg_url(url), pool_pre_ping=True, **kwargs)
+    engine = create_engine(psycopg_url(url), **kwargs)
+    _ping_after_idle(engine)
+    return engine
+
+
+#: Seconds a pooled database-server connection may sit idle before it is pinged when taken out.
+PING_AFTER_IDLE = 10.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it sat idle for :data:`PING_AFTER_IDLE`.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip to the server that a
+    page paid two or three times (the user's look-up, the page, a panel). A connection given
+    back a moment ago is alive or was cut by a restart that its next statement reports: the
+    engine then treats it as a disconnect and replaces every pooled connection (one failed
+    request per process). A connection that sat idle, which a firewall or an idle timeout may
+    have cut silently, is pinged, and replaced when the ping fails (the pool retries).
+    """
+
+    @event.listens_for(engine.pool, "checkin")
+    def _given_back(dbapi_connection, record):  # type: ignore[no-untyped-def]
+        record.info["kehu_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _taken(dbapi_connection, record, proxy):  # type: ignore[no-untyped-def]
+        idle_since = record.info.get("kehu_idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return
+        try:
+            ping_alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001  (any failure: the connection is not usable)
+            raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
+        if not ping_alive:
+            raise DisconnectionError("a pooled connection failed its ping")
 
 
 def psycopg_url(url: str) -> str:

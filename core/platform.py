@@ -80,12 +80,24 @@ def declared_tables(info: ModuleInfo) -> list[str]:
     return [m.__table__.name for m in plugin_hook_results(pm, "kehu_models", info.name)]
 
 
+#: Pooled connections kept per thread on a database server: a page reads on one, and a plugin's
+#: panel rendered into it on a second. With SQLAlchemy's default (5), eight threads overflowed
+#: the pool, and every overflowing connection was opened and closed again: a new PostgreSQL
+#: backend process per request.
+CONNECTIONS_PER_THREAD = 2
+
+
+def pool_settings(settings: Settings) -> dict[str, int]:
+    """The connection pool's size for this deployment's threads (SQLite: SQLAlchemy's default)."""
+    return {} if settings.is_sqlite else {"pool_size": CONNECTIONS_PER_THREAD * settings.web_threads}
+
+
 class Platform:
     """One deployment's running platform. Build it with :meth:`boot`."""
 
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
-        self.engine = engine or make_engine(settings.database_url)
+        self.engine = engine or make_engine(settings.database_url, **pool_settings(settings))
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
         self.pm = new_plugin_manager()
         self.modules: dict[str, ModuleInfo] = {}

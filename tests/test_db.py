@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Integer, String, bindparam, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import NullPool
 
 from kehu.db import (SQLITE_CONNECTION_LIFETIME, begin_immediate, make_engine, read_rows, reading_connection,
                      refresh_statistics)
+from kehu import db as kehu_db
 from kehu.jobs import STATISTICS_INTERVAL
 
 
@@ -180,7 +182,6 @@ def test_counts_stop_at_the_cap_and_a_capped_count_is_remembered_for_a_while(tmp
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy import func
 
-    from kehu import db as kehu_db
     from kehu.db import count_capped, count_rows
 
     engine = make_engine(f"sqlite:///{tmp_path / 'count.sqlite3'}")
@@ -226,3 +227,46 @@ def test_reading_connections_on_postgresql_run_in_autocommit_and_go_back_as_they
             assert not connection.connection.driver_connection.autocommit
     finally:
         engine.dispose()
+
+
+def test_pooled_postgresql_connections_are_pinged_only_after_sitting_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from sqlalchemy.exc import DBAPIError
+
+    url = os.environ.get("KEHU_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("PostgreSQL run skipped: set KEHU_TEST_POSTGRES_URL (as .ci/run does) to run it")
+    clock = [1000.0]
+    monkeypatch.setattr(kehu_db.time, "monotonic", lambda: clock[0])
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    killer = make_engine(url, poolclass=NullPool)
+
+    def backend_of_next_checkout() -> int:
+        with engine.connect() as connection:
+            return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    def cut(pid: int) -> None:
+        with killer.connect() as connection:
+            assert connection.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar_one()
+
+    try:
+        first = backend_of_next_checkout()
+        assert backend_of_next_checkout() == first  # given back and reused
+
+        # Cut while idle for longer than PING_AFTER_IDLE: the ping finds out, a new one is used.
+        cut(first)
+        clock[0] += kehu_db.PING_AFTER_IDLE + 1
+        second = backend_of_next_checkout()
+        assert second != first
+
+        # Cut a moment after it was given back: no ping; its next statement reports the
+        # disconnect, the pool is replaced, and the next request works again.
+        cut(second)
+        with pytest.raises(DBAPIError) as failed:
+            backend_of_next_checkout()
+        assert failed.value.connection_invalidated
+        assert backend_of_next_checkout() not in (first, second)
+    finally:
+        engine.dispose()
+        killer.dispose()

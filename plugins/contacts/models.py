@@ -32,7 +32,7 @@ class Contact(Model, crypto.SealedRow):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), default=PERSON, index=True)
-    name: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(200))
     company_id: Mapped[int | None] = mapped_column(
         ForeignKey("contacts_contact.id", ondelete="SET NULL"), nullable=True, index=True)
     position: Mapped[str] = mapped_column(String(120), default="")
@@ -49,8 +49,8 @@ class Contact(Model, crypto.SealedRow):
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     custom: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_by_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -83,6 +83,12 @@ class Contact(Model, crypto.SealedRow):
 
 # Companies are found by name whatever the letter case (also by duplicate detection).
 Index("ix_contacts_contact_lower_name", func.lower(Contact.name))
+# The list's sort orders, each with the id that breaks its ties: a page is read in index order.
+# With the column alone, PostgreSQL sorted each run of equal values and planned a parallel
+# worker for it, whose start-up alone took 4 of the 7 ms of a contact list page.
+Index("ix_contacts_contact_name_order", Contact.name, Contact.id)
+Index("ix_contacts_contact_created_order", Contact.created_at, Contact.id)
+Index("ix_contacts_contact_updated_order", Contact.updated_at, Contact.id)
 # The list's usual filters in the list's default order (newest first): a page of a city's
 # contacts is read in index order instead of sorting every contact of the city.
 Index("ix_contacts_contact_city_created", Contact.city, Contact.created_at, Contact.id)

@@ -388,8 +388,10 @@ def filtered(platform: Platform, db: Session, user: CurrentUser, query: ListQuer
 
 
 def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery,
-         now: datetime | None = None, count_up_to: int | None = None) -> tuple[list[Ticket], int]:
-    """One page of the tickets ``user`` may see that match ``query``, and their number.
+         now: datetime | None = None, count_up_to: int | None = None) -> tuple[list[Any], int]:
+    """One page of the tickets ``user`` may see that match ``query``, as plain rows with the
+    ticket's columns (to read, not to change: a page of model objects cost twice as much to
+    load), and their number.
 
     Counting stops after ``count_up_to`` (then the number is ``count_up_to + 1``: the queue
     shows "1000+"): counting every ticket of a busy team costs more than the page itself, and
@@ -407,7 +409,7 @@ def page(platform: Platform, db: Session, user: CurrentUser, query: ListQuery,
     else:
         total = count_capped(db, counted, count_up_to, ("tickets", str(platform.engine.url), user.id, user.team,
                                                         user.permissions, wanted), params)
-    return list(db.scalars(paged, params)), total
+    return list(read_rows(db, paged, params)), total
 
 
 def _page_statements(platform: Platform, db: Session, user: CurrentUser, query: ListQuery, wanted: tuple[Any, ...],
@@ -708,6 +710,13 @@ def _workers(db: Session, team: str) -> list[User]:
     """Active members of ``team`` who may work tickets, by id."""
     users = db.scalars(select(User).where(User.team == team, User.active.is_(True)).order_by(User.id)).all()
     return [u for u in users if {"*", security.WRITE} & u.permissions]
+
+
+def is_away(db: Session, user_id: int) -> bool:
+    return bool(read_rows(db, _AWAY, {"user_id": user_id}))
+
+
+_AWAY = select(Agent.user_id).where(Agent.user_id == bindparam("user_id"), Agent.away.is_(True))
 
 
 def away_ids(db: Session) -> set[int]:

@@ -24,7 +24,7 @@ from kehu.i18n import gettext as _
 from kehu.web import current_user, platform_of, redirect, render
 
 from . import api, display, links, security, service
-from .models import CHANNELS, PRIORITIES, Agent
+from .models import CHANNELS, PRIORITIES
 
 
 #: The queue counts its tickets up to this many and then shows "1000+".
@@ -60,7 +60,6 @@ def queue(request: Request, form: Form) -> Response:
     with platform.reading() as db:
         items, total = service.page(platform, db, user, query, count_up_to=QUEUE_COUNT_UP_TO)
         capped = total > QUEUE_COUNT_UP_TO
-        agent = db.get(Agent, user.id)
         common = _common(db)
         context = {
             **common, "tickets": display.queue_rows(platform, db, items, statuses=common["status_by_key"]),
@@ -68,7 +67,7 @@ def queue(request: Request, form: Form) -> Response:
             "pages": number + 1 if capped and len(items) == query.limit else max(number, math.ceil(total / query.limit)),
             "pages_known": not capped, "query": query, "errors": errors,
             "params": params, "workers": service.workers_for_assignment(db) if user.can(security.ASSIGN) else [],
-            "away": bool(agent and agent.away), "alerts": service.alerts_for(db, user.id, 5),
+            "away": service.is_away(db, user.id), "alerts": service.alerts_for(db, user.id, 5),
             "views": [("all", _("All")), ("mine", _("Mine")), ("team", _("My team")),
                       ("unassigned", _("Unassigned")), ("breaching", _("Breaching soon")), ("open", _("Open"))],
             "paging": urlencode([(k, v) for k, v in params.multi_items() if k != "page" and v]),
