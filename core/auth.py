@@ -49,7 +49,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from kehu import crypto
-from kehu.db import read_rows
+from kehu.db import kept_rows, read_rows
 from kehu.models import ApiToken, AuthSession, LoginThrottle, User
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -513,8 +513,9 @@ _USER_COLUMNS = (User.id, User.login, User.name, User.team, User.language)
 
 def holders_of(db: Session, permission: str) -> list[Any]:
     """The active users who have ``permission`` (or ``*``), as rows of ``id, login, name,
-    team``, ordered by team and name: e.g. the people a ticket can be assigned to."""
-    return list(read_rows(db, _holders_lookup(), {"permissions": ["*", permission]}))
+    team``, ordered by team and name: e.g. the people a page offers to assign a ticket to.
+    Kept for a moment (:func:`kehu.db.kept_rows`): a change checks the chosen user itself."""
+    return list(kept_rows(db, _holders_lookup(), {"permissions": ("*", permission)}))
 
 
 @functools.cache

@@ -7,8 +7,11 @@ the ``kehu_models`` hook, not from the metadata.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,6 +21,7 @@ from sqlalchemy import (Connection, DateTime, Dialect, Engine, Executable, MetaD
                         func, select)
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql import util as sql_util
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -93,6 +97,90 @@ class KeptStatements:
             self._kept.clear()
         self._kept[key] = statement
         return statement
+
+
+#: How long :func:`kept_rows` keeps what it read, in seconds: the longest a change written by
+#: another process (a second web process, a job worker) takes to show.
+KEPT_ROWS_SECONDS = 2.0
+_kept_rows: weakref.WeakKeyDictionary[Engine, dict[Hashable, tuple[float, int, Sequence[Row[Any]]]]] = (
+    weakref.WeakKeyDictionary())
+_write_counter = itertools.count(1)
+_last_written: dict[str, int] = {}  # table name -> the counter's value at its latest write in this process
+_EVERY_TABLE = "*"  # written by SQL whose tables are not known (DDL, driver SQL): every kept read is stale
+
+
+def kept_rows(db: Session | Connection, statement: Select[Any],
+              params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+    """The rows of ``statement`` (as :func:`read_rows`), kept in this process for
+    :data:`KEPT_ROWS_SECONDS`: for small tables that pages read on every request and that
+    rarely change, such as a workflow's statuses, categories or custom field definitions.
+
+    A write to one of the statement's tables through any engine of this process makes the kept
+    rows stale at once (the write and its commit both count); a write by another process
+    shows within :data:`KEPT_ROWS_SECONDS`. Use it to *show* things; a check that guards a
+    write reads with :func:`read_rows`. On PostgreSQL each read saved is a round trip.
+    """
+    connection = db if isinstance(db, Connection) else db.connection()
+    kept = _kept_rows.get(connection.engine)
+    if kept is None:
+        kept = _kept_rows.setdefault(connection.engine, {})
+    key = (statement, tuple(sorted(params.items())) if params else ())
+    found = kept.get(key)
+    now = time.monotonic()
+    if found is not None:
+        read_at, counted_at, rows = found
+        if now - read_at < KEPT_ROWS_SECONDS and not _written_since(statement, counted_at):
+            return rows
+    counted_at = next(_write_counter)  # before reading: a write meanwhile makes these rows stale
+    rows = tuple(read_rows(db, statement, params))
+    if len(kept) >= 1000:
+        kept.clear()
+    kept[key] = (now, counted_at, rows)
+    return rows
+
+
+def _written_since(statement: Select[Any], counted_at: int) -> bool:
+    last_written = _last_written
+    if last_written.get(_EVERY_TABLE, 0) > counted_at:
+        return True
+    return any(last_written.get(name, 0) > counted_at for name in _tables_of(statement))
+
+
+@functools.lru_cache(maxsize=2048)
+def _tables_of(statement: Select[Any]) -> frozenset[str]:
+    """The names of the tables ``statement`` reads, aliased ones and those of subqueries too."""
+    found = sql_util.find_tables(statement, include_aliases=True)
+    return frozenset(getattr(getattr(f, "element", f), "name", None) or _EVERY_TABLE for f in found)
+
+
+_READING_SQL = ("SELECT", "PRAGMA", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SHOW", "SET ")
+
+
+def _note_writes(engine: Engine) -> None:
+    """Tell :func:`kept_rows` which tables this engine writes to: when the statement runs and
+    again when its transaction ends (a read between the two may have kept the old rows)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if context is not None and (context.isinsert or context.isupdate or context.isdelete):
+            table = getattr(context.compiled.statement, "table", None)
+            name = getattr(table, "name", None) or _EVERY_TABLE
+        elif statement.lstrip()[:10].upper().startswith(_READING_SQL):
+            return
+        else:  # text(), driver SQL, DDL: which tables is not known
+            name = _EVERY_TABLE
+        _last_written[name] = next(_write_counter)
+        conn.info.setdefault("kehu_written", set()).add(name)
+
+    def _ended(conn):  # type: ignore[no-untyped-def]
+        written = conn.info.pop("kehu_written", None)
+        if written:
+            counted = next(_write_counter)
+            for name in written:
+                _last_written[name] = counted
+
+    event.listen(engine, "commit", _ended)
+    event.listen(engine, "rollback", _ended)
 
 
 #: How long :func:`count_capped` remembers a count that reached its cap, in seconds.
@@ -209,9 +297,10 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         kwargs.setdefault("pool_recycle", SQLITE_CONNECTION_LIFETIME)
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False}, **kwargs)
         _configure_sqlite(engine)
-        return engine
-    engine = create_engine(psycopg_url(url), **kwargs)
-    _ping_after_idle(engine)
+    else:
+        engine = create_engine(psycopg_url(url), **kwargs)
+        _ping_after_idle(engine)
+    _note_writes(engine)
     return engine
 
 

@@ -178,6 +178,74 @@ def test_read_rows_gives_what_execute_gives_and_sees_pending_changes(tmp_path: P
     engine.dispose()
 
 
+class Tag(Base):
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thing_id: Mapped[int] = mapped_column(Integer)
+
+
+def test_kept_rows_are_read_again_after_a_write_to_their_tables_or_after_a_while(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import event
+
+    from kehu.db import kept_rows
+
+    clock = [1000.0]
+    monkeypatch.setattr(kehu_db.time, "monotonic", lambda: clock[0])
+    path = tmp_path / "kept.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    reads: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: reads.append(args[2]))
+    things = select(Thing.id, Thing.name).order_by(Thing.id)
+    # Tables in an aliased join and in a subquery count too.
+    tagged = select(Thing.id).where(Thing.id.in_(select(Tag.thing_id)))
+
+    def names() -> list[str]:
+        with reading_connection(engine) as connection:
+            return [row.name for row in kept_rows(connection, things)]
+
+    def tagged_ids() -> list[int]:
+        with Session(engine) as db:
+            return [row.id for row in kept_rows(db, tagged)]
+
+    with Session(engine) as db:
+        db.add(Thing(id=1, name="a"))
+        db.commit()
+    assert names() == ["a"] and tagged_ids() == []
+    reads.clear()
+    assert names() == ["a"] and tagged_ids() == []
+    assert reads == []  # both from memory
+
+    # Written through this process's engine (the ORM): read again at once.
+    with Session(engine) as db:
+        db.add(Tag(id=1, thing_id=1))
+        db.commit()
+    assert names() == ["a"] and tagged_ids() == [1]
+    assert len([sql for sql in reads if sql.startswith("SELECT")]) == 1  # only the tagged read
+
+    # Written with text(): its tables are not known, so every kept read is stale.
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE things SET name = 'b'"))
+    assert names() == ["b"]
+
+    # A read between a write and its commit keeps the old rows only until the commit.
+    with engine.connect() as writer:
+        writer.execute(Thing.__table__.update().values(name="c"))
+        assert names() == ["b"]  # not committed yet
+        writer.commit()
+    assert names() == ["c"]
+
+    # Written by another process (here: sqlite3 itself): seen once the kept rows have aged.
+    other = connect(path)
+    other.execute("UPDATE things SET name = 'd'")
+    assert names() == ["c"]
+    clock[0] += kehu_db.KEPT_ROWS_SECONDS
+    assert names() == ["d"]
+    other.close()
+    engine.dispose()
+
+
 def test_counts_stop_at_the_cap_and_a_capped_count_is_remembered_for_a_while(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy import func

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from kehu import rbac
 from kehu.auth import CurrentUser
-from kehu.db import read_rows
+from kehu.db import kept_rows, read_rows
 from kehu.declarations import TimelineEntry
 from kehu.i18n import gettext as _
 from kehu.i18n import pick
@@ -282,8 +282,9 @@ _ASSIGNABLE_USERS = select(User.id, User.name).where(User.active.is_(True)).orde
 
 
 def assignable_users(db: Session) -> list[tuple[int, str]]:
-    """``(id, name)`` of the users a contact can be given to."""
-    return list(read_rows(db, _ASSIGNABLE_USERS))
+    """``(id, name)`` of the users a page offers to give a contact to, kept for a moment
+    (:func:`kehu.db.kept_rows`): saving checks the chosen owner itself."""
+    return list(kept_rows(db, _ASSIGNABLE_USERS))
 
 
 # --- Labels ------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from kehu import audit, crypto, events, rbac
 from kehu.auth import CurrentUser
 from kehu.errors import CONTROL_CHARACTERS, Conflict, Forbidden, Invalid, NotFound
-from kehu.db import read_rows, utcnow
+from kehu.db import kept_rows, read_rows, utcnow
 from kehu.i18n import gettext as _
 from kehu.models import User
 from kehu.platform import Platform
@@ -402,6 +402,17 @@ _ACTIVE_FIELDS = _ALL_FIELDS.where(CustomField.active.is_(True))
 
 def custom_fields(db: Session, active_only: bool = True) -> list[CustomField]:
     return list(db.scalars(_ACTIVE_FIELDS if active_only else _ALL_FIELDS))
+
+
+def shown_fields(db: Session) -> Sequence[Any]:
+    """The active custom fields as plain rows with the model's attributes, kept for a moment
+    (:func:`kehu.db.kept_rows`): for pages that show contacts. Input is checked against
+    :func:`custom_fields`."""
+    return kept_rows(db, _SHOWN_FIELDS)
+
+
+_SHOWN_FIELDS = select(*CustomField.__table__.columns).where(CustomField.active.is_(True)).order_by(
+    CustomField.position, CustomField.id)
 
 
 # --- Finding contacts -------------------------------------------------------------------------------

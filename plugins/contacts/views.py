@@ -37,7 +37,7 @@ def _common(request: Request, db: Session) -> dict[str, Any]:
     """What every contacts template uses."""
     return {"stages": STAGES, "stage_label": display.stage_label, "perm": security,
             "stage_labels": {stage: display.stage_label(stage) for stage in STAGES},
-            "custom_fields": service.custom_fields(db), "custom_text": display.custom_text}
+            "custom_fields": service.shown_fields(db), "custom_text": display.custom_text}
 
 
 def _query_string(params: Any, drop: tuple[str, ...] = ()) -> str:

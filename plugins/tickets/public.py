@@ -56,7 +56,7 @@ def _too_many(request: Request) -> Response:
 def _form(request: Request, values: dict[str, Any], errors: dict[str, str], status: int = 200) -> Response:
     platform = platform_of(request)
     with platform.reading() as db:
-        context = {"values": values, "errors": errors, "categories": service.categories(db),
+        context = {"values": values, "errors": errors, "categories": service.category_rows(db),
                    "form_token": links.form_token(platform, time.time()), "honeypot": HONEYPOT}
     return render(request, "tickets/public_form.html", context, status_code=status)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from kehu import audit, auth, events, rbac
 from kehu.auth import CurrentUser
 from kehu.errors import Conflict, Forbidden, Invalid, NotFound
-from kehu.db import KeptStatements, count_capped, read_rows, utcnow
+from kehu.db import KeptStatements, count_capped, kept_rows, read_rows, utcnow
 from kehu.i18n import gettext as _
 from kehu.i18n import pick
 from kehu.models import User
@@ -92,10 +92,12 @@ def business_calendar(platform: Platform, db: Session) -> sla.BusinessCalendar:
 
     While these stay the same, every request gets the same calendar object, which keeps the
     working windows it worked out (each queue page would otherwise work out the same days again).
+    The days are kept for a moment (:func:`kehu.db.kept_rows`): a holiday entered in another
+    process counts here within :data:`kehu.db.KEPT_ROWS_SECONDS`.
     """
     global _last_calendar
     inputs = (setting(platform, "business_hours"), setting(platform, "weekdays"), setting(platform, "timezone"),
-              tuple(read_rows(db, _CALENDAR_DAYS)))
+              tuple(kept_rows(db, _CALENDAR_DAYS)))
     cached = _last_calendar  # read once: another thread may replace it meanwhile
     if cached is not None and cached[0] == inputs:
         return cached[1]
@@ -129,9 +131,9 @@ _STATUS_ROWS = select(TicketStatus.key, TicketStatus.label, TicketStatus.positio
 
 
 def status_rows(db: Session) -> dict[str, Any]:
-    """Every status, in workflow order, as plain rows with the model's attributes (to read:
-    cheaper than :func:`statuses` on the pages that show them)."""
-    return {row.key: row for row in read_rows(db, _STATUS_ROWS)}
+    """Every status, in workflow order, as plain rows with the model's attributes, kept for a
+    moment (:func:`kehu.db.kept_rows`): to show them. A change checks with :func:`statuses`."""
+    return {row.key: row for row in kept_rows(db, _STATUS_ROWS)}
 
 
 def status_label(status: Any, key: str = "") -> str:
@@ -158,9 +160,16 @@ def categories(db: Session, active_only: bool = True) -> list[Category]:
     return list(db.scalars(_ACTIVE_CATEGORIES if active_only else _ALL_CATEGORIES))
 
 
+def category_rows(db: Session) -> Sequence[Any]:
+    """The active categories as plain rows, kept for a moment: to show them (filters, forms)."""
+    return kept_rows(db, _ACTIVE_CATEGORY_ROWS)
+
+
 # Built once: every tickets page lists them.
 _ALL_CATEGORIES = select(Category).order_by(Category.position, Category.key)
 _ACTIVE_CATEGORIES = _ALL_CATEGORIES.where(Category.active.is_(True))
+_ACTIVE_CATEGORY_ROWS = select(*Category.__table__.columns).where(Category.active.is_(True)).order_by(
+    Category.position, Category.key)
 
 
 def priority_label(priority: str) -> str:

@@ -35,7 +35,7 @@ def _common(db: Any) -> dict[str, Any]:
     statuses = service.status_rows(db)
     return {"perm": security, "priorities": PRIORITIES, "channels": CHANNELS,
             "priority_label": service.priority_label, "channel_label": service.channel_label,
-            "categories": service.categories(db), "statuses": list(statuses.values()), "status_by_key": statuses,
+            "categories": service.category_rows(db), "statuses": list(statuses.values()), "status_by_key": statuses,
             "status_label": service.status_label, "clock_label": display.clock_label}
 
 
