@@ -182,8 +182,9 @@ def kehu_slot(name: str, request: Any, context: dict[str, Any]) -> Panel | None:
     if user is None or contact is None or not user.can(security.READ):
         return None
     platform = platform_of(request)
-    with platform.reading() as db:  # the contact page holds its own transaction open
-        # Plain rows of what the panel shows (no SLA clocks, no model objects): it is on every contact page.
+    # The contact page holds its own transaction open. Plain rows of what the panel shows, on a
+    # connection without an ORM session (no SLA clocks, no model objects): it is on every contact page.
+    with platform.reading_connection() as db:
         contact_id = {"contact_id": contact.id}
         rows = read_rows(db, service.visible_statement(platform, user, "contact panel", _panel_rows), contact_id)
         # Most customers have fewer tickets than the panel lists: counting them is then no query.

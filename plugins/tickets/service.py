@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, delete, func, or_, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -130,7 +130,7 @@ _STATUS_ROWS = select(TicketStatus.key, TicketStatus.label, TicketStatus.positio
                       TicketStatus.active).order_by(TicketStatus.position, TicketStatus.key)
 
 
-def status_rows(db: Session) -> dict[str, Any]:
+def status_rows(db: Session | Connection) -> dict[str, Any]:
     """Every status, in workflow order, as plain rows with the model's attributes, kept for a
     moment (:func:`kehu.db.kept_rows`): to show them. A change checks with :func:`statuses`."""
     return {row.key: row for row in kept_rows(db, _STATUS_ROWS)}
