@@ -120,7 +120,11 @@ def kept_rows(db: Session | Connection, statement: Select[Any],
     shows within :data:`KEPT_ROWS_SECONDS`. Use it to *show* things; a check that guards a
     write reads with :func:`read_rows`. On PostgreSQL each read saved is a round trip.
     """
+    if isinstance(db, Session) and (db.new or db.dirty or db.deleted):
+        return read_rows(db, statement, params)  # flushed first: these writes are counted
     connection = db if isinstance(db, Connection) else db.connection()
+    if connection.info.get("kehu_written"):  # its own writes, not committed: not for others' eyes
+        return read_rows(db, statement, params)
     kept = _kept_rows.get(connection.engine)
     if kept is None:
         kept = _kept_rows.setdefault(connection.engine, {})

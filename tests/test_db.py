@@ -236,6 +236,17 @@ def test_kept_rows_are_read_again_after_a_write_to_their_tables_or_after_a_while
         writer.commit()
     assert names() == ["c"]
 
+    # A transaction's own writes are read (not kept for others) until it commits.
+    with Session(engine) as db:
+        db.get(Thing, 1).name = "x"  # pending: flushed before the read
+        assert [row.name for row in kept_rows(db, things)] == ["x"]
+        db.get(Thing, 1).name = "y"
+        db.flush()  # written, not committed
+        assert [row.name for row in kept_rows(db, things)] == ["y"]
+        assert names() == ["c"]  # another connection sees what is committed
+        db.rollback()
+    assert names() == ["c"]
+
     # Written by another process (here: sqlite3 itself): seen once the kept rows have aged.
     other = connect(path)
     other.execute("UPDATE things SET name = 'd'")
