@@ -177,6 +177,8 @@ def _note_writes(engine: Engine) -> None:
         conn.info.setdefault("kehu_written", set()).add(name)
 
     def _ended(conn):  # type: ignore[no-untyped-def]
+        if conn.invalidated:  # cut off (its writes are lost with it); its info is not readable
+            return
         written = conn.info.pop("kehu_written", None)
         if written:
             counted = next(_write_counter)
