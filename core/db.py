@@ -119,6 +119,8 @@ def kept_rows(db: Session | Connection, statement: Select[Any],
     rows stale at once (the write and its commit both count); a write by another process
     shows within :data:`KEPT_ROWS_SECONDS`. Use it to *show* things; a check that guards a
     write reads with :func:`read_rows`. On PostgreSQL each read saved is a round trip.
+    ``params`` are part of the key, so their values must be hashable (a tuple for an ``IN``
+    list, not a list).
     """
     if isinstance(db, Session) and (db.new or db.dirty or db.deleted):
         return read_rows(db, statement, params)  # flushed first: these writes are counted
