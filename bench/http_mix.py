@@ -153,17 +153,68 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def web_worker_rss(server: subprocess.Popen[bytes]) -> list[float]:
-    """Resident memory (MB) of each of the server's uvicorn worker processes (multiprocessing
-    children); the supervisor and the job worker are not web processes."""
-    sizes = []
+def web_processes(server: subprocess.Popen[bytes]) -> list[int]:
+    """The server's uvicorn worker processes (multiprocessing children); with one worker,
+    uvicorn serves in the server's own process. The job worker is not a web process."""
+    found = []
     for pid in _children(server.pid):
         try:
             if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                sizes.append(rss_mb(pid))
+                found.append(pid)
+        except OSError:
+            continue
+    return found or [server.pid]
+
+
+def web_worker_rss(server: subprocess.Popen[bytes]) -> list[float]:
+    """Resident memory (MB) of each of the server's web processes."""
+    sizes = []
+    for pid in web_processes(server):
+        try:
+            sizes.append(rss_mb(pid))
         except OSError:
             continue
     return sizes
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def cpu_snapshot(server: subprocess.Popen[bytes]) -> dict[str, float]:
+    """CPU seconds used so far by the server's web processes, its other children (the embedded
+    job worker), the machine's PostgreSQL processes, and the whole machine (``/proc/stat``)."""
+    groups = {"web": 0.0, "job worker": 0.0, "database server": 0.0}
+    web = set(web_processes(server))
+    others = set(_children(server.pid)) - web
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if pid in web:
+                group = "web"
+            elif pid in others:
+                group = "job worker"
+            elif (entry / "comm").read_text().strip() == "postgres":
+                group = "database server"
+            else:
+                continue
+            groups[group] += _cpu_seconds(pid)
+        except (OSError, ValueError, IndexError):  # ended meanwhile
+            continue
+    busy = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    groups["machine"] = (sum(int(v) for v in busy[:8]) - int(busy[3]) - int(busy[4])) / CLOCK_TICKS  # not idle, iowait
+    return groups
+
+
+def cores_busy(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """How many cores each group kept busy between two snapshots ``seconds`` apart."""
+    return {name: round((after[name] - before[name]) / seconds, 2) for name in after}
 
 
 # --- Sessions, the Lua script and the preflight ------------------------------------------------------------
@@ -408,11 +459,15 @@ def measure_server(wrk: str, base: str, script: Path, server: subprocess.Popen[b
     run_wrk(wrk, base, script, warmup, connections)
     results = []
     for number in range(1, runs + 1):
+        before, started = cpu_snapshot(server), time.monotonic()
         result = run_wrk(wrk, base, script, seconds, connections)
+        result["cores_busy"] = cores_busy(before, cpu_snapshot(server), time.monotonic() - started)
         result["rss_mb"] = web_worker_rss(server)
         results.append(result)
         latency = (f"p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms" if result["p95_ms"] is not None
                    else "NO REQUEST ANSWERED IN TIME")
+        busy = ", ".join(f"{name} {cores:.2f}" for name, cores in result["cores_busy"].items() if cores >= 0.01)
         print(f"  {label} run {number}/{runs}: {result['rps']:.1f} req/s, {latency}, {result['errors']} errors "
-              f"(wrk counts a time-out after 10 s), web processes {', '.join(f'{m:.0f}' for m in result['rss_mb'])} MB")
+              f"(wrk counts a time-out after 10 s), web processes {', '.join(f'{m:.0f}' for m in result['rss_mb'])} MB"
+              f"; cores busy: {busy}")
     return results

@@ -368,9 +368,12 @@ def measure_http(deployment: Deployment, args: argparse.Namespace, kinds: list[h
     silent = sum(1 for r in kehu_runs if r["p95_ms"] is None)
     details = {"mix": mix, "setting": setting, "body_sizes": sizes, "kehu_runs": kehu_runs, "floor_runs": floor_runs,
                "kehu_paced_runs": kehu_paced, "floor_paced_runs": floor_paced, "offered_rate": args.rate}
+    busy = {name: statistics.median(r["cores_busy"][name] for r in kehu_runs) for name in kehu_runs[0]["cores_busy"]}
     throughput = Figure("staff mix over HTTP: throughput", "req/s", "higher", ">= 300 req/s (SQLite)", floor_name,
                         [r["rps"] for r in kehu_runs], [r["rps"] for r in floor_runs],
-                        notes=f"{setting}; {errors} failed or timed-out requests in the Kehu runs", details=details)
+                        notes=f"{setting}; {errors} failed or timed-out requests in the Kehu runs; cores busy "
+                              "during them (median): " + ", ".join(f"{name} {cores:.2f}" for name, cores in busy.items()),
+                        details=details)
     latency = Figure("staff mix over HTTP: p95 latency at saturation", "ms", "lower", "-", floor_name,
                      [r["p95_ms"] for r in kehu_runs if r["p95_ms"] is not None],
                      [r["p95_ms"] for r in floor_runs if r["p95_ms"] is not None],
@@ -389,7 +392,7 @@ def measure_http(deployment: Deployment, args: argparse.Namespace, kinds: list[h
                     "a worker of the bare Starlette floor after the same mix",
                     [max(r["rss_mb"]) for r in kehu_runs if r["rss_mb"]],
                     [max(r["rss_mb"]) for r in floor_runs if r["rss_mb"]],
-                    notes="the larger of the two uvicorn worker processes, read from /proc after each run")
+                    notes="the largest web process (a uvicorn worker; with --workers 1, the server itself), read from /proc after each run")
     if errors:
         print(f"  WARNING: {errors} requests of the Kehu runs failed (see {logs / 'kehu-serve.log'})")
     return [throughput, paced_latency, latency, memory]
