@@ -439,18 +439,25 @@ def run_wrk(wrk: str, base: str, script: Path, seconds: float, connections: int,
             "p99_ms": raw["p99_us"] / 1000 if answered else None, "errors": errors, "non_2xx": raw["errors_status"]}
 
 
-def measure_paced(wrk: str, base: str, script: Path, runs: int, seconds: float, connections: int, rate: float,
-                  label: str) -> list[dict[str, Any]]:
-    """``runs`` runs of a paced script (:func:`write_paced_lua`): the latency at ``rate``."""
+def measure_paced(wrk: str, base: str, script: Path, server: subprocess.Popen[bytes], runs: int, seconds: float,
+                  connections: int, rate: float, label: str) -> list[dict[str, Any]]:
+    """``runs`` runs of a paced script (:func:`write_paced_lua`): the latency at ``rate``, and
+    the cores busy meanwhile (the same load on a slower host keeps more of them busy)."""
     results = []
     for number in range(1, runs + 1):
+        before, started = cpu_snapshot(server), time.monotonic()
         result = run_wrk(wrk, base, script, seconds, connections)
+        result["cores_busy"] = cores_busy(before, cpu_snapshot(server), time.monotonic() - started)
         results.append(result)
         latency = (f"p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms"
                    if result["p95_ms"] is not None else "NO REQUEST ANSWERED IN TIME")
         print(f"  {label} paced run {number}/{runs} at {rate:g} req/s offered: {result['rps']:.1f} req/s served, "
-              f"{latency}, {result['errors']} errors")
+              f"{latency}, {result['errors']} errors; cores busy: {_busy_text(result['cores_busy'])}")
     return results
+
+
+def _busy_text(busy: dict[str, float]) -> str:
+    return ", ".join(f"{name} {cores:.2f}" for name, cores in busy.items() if cores >= 0.01)
 
 
 def measure_server(wrk: str, base: str, script: Path, server: subprocess.Popen[bytes], runs: int, seconds: float,
@@ -466,8 +473,7 @@ def measure_server(wrk: str, base: str, script: Path, server: subprocess.Popen[b
         results.append(result)
         latency = (f"p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms" if result["p95_ms"] is not None
                    else "NO REQUEST ANSWERED IN TIME")
-        busy = ", ".join(f"{name} {cores:.2f}" for name, cores in result["cores_busy"].items() if cores >= 0.01)
         print(f"  {label} run {number}/{runs}: {result['rps']:.1f} req/s, {latency}, {result['errors']} errors "
               f"(wrk counts a time-out after 10 s), web processes {', '.join(f'{m:.0f}' for m in result['rss_mb'])} MB"
-              f"; cores busy: {busy}")
+              f"; cores busy: {_busy_text(result['cores_busy'])}")
     return results

@@ -339,7 +339,7 @@ def measure_http(deployment: Deployment, args: argparse.Namespace, kinds: list[h
         kehu_runs = http_mix.measure_server(wrk, base, script, server, args.runs, args.seconds, args.warmup,
                                             args.connections, "Kehu")
         paced = http_mix.write_paced_lua(deployment.folder / "mix-paced.lua", script, args.rate)
-        kehu_paced = http_mix.measure_paced(wrk, base, paced, args.paced_runs, args.seconds, args.connections,
+        kehu_paced = http_mix.measure_paced(wrk, base, paced, server, args.paced_runs, args.seconds, args.connections,
                                             args.rate, "Kehu")
     finally:
         http_mix.stop(server)
@@ -353,7 +353,7 @@ def measure_http(deployment: Deployment, args: argparse.Namespace, kinds: list[h
         http_mix.preflight(base, kinds, data, staff, cookie_name)
         floor_runs = http_mix.measure_server(wrk, base, script, floor, args.runs, args.seconds, args.warmup,
                                              args.connections, "floor")
-        floor_paced = http_mix.measure_paced(wrk, base, paced, args.paced_runs, args.seconds, args.connections,
+        floor_paced = http_mix.measure_paced(wrk, base, paced, floor, args.paced_runs, args.seconds, args.connections,
                                              args.rate, "floor")
     finally:
         http_mix.stop(floor)
@@ -386,7 +386,9 @@ def measure_http(deployment: Deployment, args: argparse.Namespace, kinds: list[h
                            [r["p95_ms"] for r in kehu_paced if r["p95_ms"] is not None],
                            [r["p95_ms"] for r in floor_paced if r["p95_ms"] is not None],
                            notes=f"wrk paced to {args.rate:g} req/s over {args.connections} connections (open loop: "
-                                 f"bench/http_mix.py write_paced_lua); served {spread(served)} req/s",
+                                 f"bench/http_mix.py write_paced_lua); served {spread(served)} req/s; machine's "
+                                 f"cores busy {spread([r['cores_busy']['machine'] for r in kehu_paced])} (more for "
+                                 "the same load: a slower host)",
                            details={"served_rps": served, "floor_served_rps": [r["rps"] for r in floor_paced]})
     memory = Figure("memory of one web process after the mix (RSS)", "MB", "lower", "-",
                     "a worker of the bare Starlette floor after the same mix",

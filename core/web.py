@@ -34,7 +34,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route, Router, get_route_path
 from starlette.schemas import SchemaGenerator
@@ -133,6 +133,13 @@ async def server_error(request: Request, exc: Exception) -> Response:
     if wants_json(request):
         return JSONResponse(error_body(500, message, "server_error"), status_code=500)
     return HTMLResponse(f"<h1>500</h1><p>{message}</p>", status_code=500)
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed the connection while its request's body was being read (a load
+    balancer's time-out, a closed tab): nobody is left to answer, and it is not the server's
+    error, which the catch-all handler would log with a traceback."""
+    return Response(status_code=400)
 
 
 # --- Access control for endpoints ---------------------------------------------------------
@@ -508,7 +515,8 @@ def build_starlette(platform: Platform) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestContextMiddleware, platform=platform, plugin_prefixes=tuple(plugin_prefixes))],
-        exception_handlers={HTTPException: http_error, DomainError: domain_error, Exception: server_error},
+        exception_handlers={HTTPException: http_error, DomainError: domain_error, ClientDisconnect: client_gone,
+                            Exception: server_error},
     )
     app.state.platform = platform
     i18n.load_catalogs([CORE_DIR] + [platform.modules[n].path for n in platform.active if n != "core"])  # type: ignore[misc]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from kehu.config import Settings
 from kehu.models import AuditEntry, AuthSession, User
@@ -158,3 +158,38 @@ def test_a_plain_route_behind_login_required_gets_its_user_looked_up_first(
     assert client.get("/probe/", cookies={auth.SESSION_COOKIE: cookie}).text == "plain"
     assert client.get("/probe/", cookies={auth.SESSION_COOKIE: "nonsense"}, follow_redirects=False).status_code == 303
     assert client.get("/probe/", headers={"authorization": "Bearer kehu_nonsense"}).status_code == 401
+
+
+def test_a_client_gone_while_its_body_is_read_is_not_a_server_error(
+        settings: Settings, platform_factory: Callable, caplog: Any) -> None:
+    import asyncio
+    import logging
+
+    from kehu import auth
+    from kehu.web import create_app
+
+    platform = platform_factory("contacts")
+    user_id, _password = create_user(platform, "gone", ("admin",))
+    with platform.session() as db:
+        token = auth.issue_token(db, db.get(User, user_id))
+    app = create_app(settings)
+    incoming = [{"type": "http.request", "body": b'{"name": "', "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/contacts", "raw_path": b"/api/contacts", "query_string": b"", "root_path": "",
+             "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+             "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode()),
+                         (b"content-type", b"application/json"), (b"content-length", b"100")]}
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(app(scope, receive, send))  # raised before: uvicorn logged a traceback
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    with platform.reading() as db:  # nothing was created from the half-sent body
+        assert db.scalar(text("SELECT count(*) FROM contacts_contact")) == 0
