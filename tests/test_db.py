@@ -12,9 +12,9 @@ from sqlalchemy import Integer, String, bindparam, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import NullPool
 
+from kehu import db as kehu_db
 from kehu.db import (SQLITE_CONNECTION_LIFETIME, begin_immediate, make_engine, read_rows, reading_connection,
                      refresh_statistics)
-from kehu import db as kehu_db
 from kehu.jobs import STATISTICS_INTERVAL
 
 
