@@ -149,3 +149,41 @@ def test_concurrent_runs_raise_each_alert_once_and_skip_paused_and_answered_tick
         found, _ = service.page(desk.platform, db, desk.user("boss"), query, now=at("2026-03-02 10:00"))
         assert [t.id for t in found] == [ticket_id]
         assert db.scalar(select(func.count()).select_from(Ticket)) == 2
+
+
+def test_a_holiday_entered_after_a_ticket_opened_moves_its_due_moments(desk_with) -> None:  # type: ignore[no-untyped-def]
+    desk = desk_with(KEHU_CORE_BROKER_POLLING_SECONDS="0.05")
+    ticket_id = prepare(desk)  # opened Monday 2026-03-02 10:00: due 10:30 and 14:00
+
+    def due() -> tuple[Any, ...]:
+        with desk.platform.sessions() as db:
+            ticket = db.get(Ticket, ticket_id)
+            return ticket.response_due_at, ticket.resolution_due_at, ticket.next_due_at
+
+    set_current(desk.platform)
+    app = jobs.celery_app(desk.platform)
+    boss = desk.client("boss")
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=20,
+                      queues=[jobs.DEFAULT_QUEUE]):
+        # Monday becomes a holiday: the clocks start on Tuesday at 09:00.
+        assert boss.post("/api/tickets/calendar", json={"day": "2026-03-02", "kind": "holiday"}).status_code == 200
+        moved = (at("2026-03-03 09:30"), at("2026-03-03 13:00"), at("2026-03-03 09:30"))
+        wait_until(lambda: due() == moved, what="the due moments after the holiday")
+        # And back, once the day is removed again.
+        assert boss.delete("/api/tickets/calendar/2026-03-02").status_code == 204
+        wait_until(lambda: due() == (at("2026-03-02 10:30"), at("2026-03-02 14:00"), at("2026-03-02 10:30")),
+                   what="the due moments after the holiday was removed")
+
+
+def test_a_refresh_of_due_moments_leaves_paused_and_answered_clocks_alone(desk_with) -> None:  # type: ignore[no-untyped-def]
+    desk = desk_with()
+    ticket_id = prepare(desk)
+    with desk.platform.session() as db:
+        service.save_day(db, None, {"day": "2026-03-02", "kind": "holiday"})  # type: ignore[arg-type]
+        ticket = db.get(Ticket, ticket_id)
+        ticket.first_response_at = at("2026-03-02 10:05")  # answered: no response clock runs
+    assert tasks.run_due_refresh(desk.platform) == 1
+    with desk.platform.sessions() as db:
+        ticket = db.get(Ticket, ticket_id)
+        assert (ticket.response_due_at, ticket.resolution_due_at) == (None, at("2026-03-03 13:00"))
+        assert ticket.next_due_at == at("2026-03-03 13:00")

@@ -10,6 +10,7 @@ subclasses carrying the HTTP status to answer with.
 from __future__ import annotations
 
 import functools
+import logging
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Select, bindparam, delete, func, or_, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -59,6 +61,8 @@ PLUGIN = "tickets"
 ASSIGNED = "assigned"
 SUBJECT_MAX, DESCRIPTION_MAX, COMMENT_MAX = 200, 20000, 20000
 
+log = logging.getLogger(__name__)
+
 
 # --- Errors --------------------------------------------------------------------------------
 
@@ -87,17 +91,18 @@ def timezone(platform: Platform) -> ZoneInfo:
     return ZoneInfo(setting(platform, "timezone"))
 
 
-def business_calendar(platform: Platform, db: Session) -> sla.BusinessCalendar:
+def business_calendar(platform: Platform, db: Session, fresh: bool = False) -> sla.BusinessCalendar:
     """Working hours and weekdays from the settings, holidays and make-up days from the table.
 
     While these stay the same, every request gets the same calendar object, which keeps the
     working windows it worked out (each queue page would otherwise work out the same days again).
     The days are kept for a moment (:func:`kehu.db.kept_rows`): a holiday entered in another
-    process counts here within :data:`kehu.db.KEPT_ROWS_SECONDS`.
+    process counts here within :data:`kehu.db.KEPT_ROWS_SECONDS`, or at once with ``fresh``.
     """
     global _last_calendar
+    days = read_rows(db, _CALENDAR_DAYS) if fresh else kept_rows(db, _CALENDAR_DAYS)
     inputs = (setting(platform, "business_hours"), setting(platform, "weekdays"), setting(platform, "timezone"),
-              tuple(kept_rows(db, _CALENDAR_DAYS)))
+              tuple(days))
     cached = _last_calendar  # read once: another thread may replace it meanwhile
     if cached is not None and cached[0] == inputs:
         return cached[1]
@@ -484,11 +489,12 @@ def clocks(platform: Platform, db: Session, ticket: Ticket, now: datetime | None
     return result
 
 
-def refresh_due(platform: Platform, db: Session, ticket: Ticket, calendar: sla.BusinessCalendar | None = None) -> None:
+def refresh_due(platform: Platform, db: Session, ticket: Ticket, calendar: sla.BusinessCalendar | None = None,
+                pauses: list[sla.Pause] | None = None) -> None:
     """Store when each running clock is due (``None`` when met, stopped or paused), for the
-    queues and the escalation job."""
+    queues and the escalation job. A batch passes its calendar and the ticket's pauses."""
     calendar = calendar or business_calendar(platform, db)
-    pauses = pauses_of(db, ticket.id)
+    pauses = pauses_of(db, ticket.id) if pauses is None else pauses
     paused = any(end is None for _start, end in pauses)
     ticket.response_due_at = ticket.resolution_due_at = ticket.next_due_at = None
     if paused:
@@ -1052,6 +1058,7 @@ def save_day(db: Session, user: CurrentUser, data: dict[str, Any]) -> CalendarDa
     db.add(row)
     db.flush()
     audit.record(db, "tickets.calendar", actor=user, detail={"day": day.isoformat(), "kind": kind})
+    _refresh_due_after_commit(db)
     return row
 
 
@@ -1064,6 +1071,26 @@ def delete_day(db: Session, user: CurrentUser, raw: str) -> None:
         raise NotFound(_("There is no such day.")) from None
     db.execute(delete(CalendarDay).where(CalendarDay.day == day))
     audit.record(db, "tickets.calendar.delete", actor=user, detail={"day": raw})
+    _refresh_due_after_commit(db)
+
+
+#: The job that works out every running clock's due moment again (``tickets.tasks``).
+REFRESH_DUE_TASK = "tickets.refresh_due_dates"
+
+
+def _refresh_due_after_commit(db: Session) -> None:
+    """Once this transaction commits, ask the job worker to work out again when every running
+    clock is due: a holiday or a make-up working day moves them, and the queues and the
+    escalation job read the stored moments."""
+    def enqueue(_session: Session) -> None:
+        from kehu import jobs
+
+        try:
+            jobs.enqueue(REFRESH_DUE_TASK)
+        except Exception as exc:  # noqa: BLE001  (committed: `kehu` can run the task later)
+            log.warning("could not enqueue %s (%s): due moments keep the old calendar", REFRESH_DUE_TASK, exc)
+
+    sa_event.listen(db, "after_commit", enqueue, once=True)
 
 
 def teams(db: Session) -> list[dict[str, Any]]:

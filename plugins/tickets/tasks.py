@@ -1,4 +1,5 @@
-"""Background jobs: the SLA watch (warn before a breach, escalate at breach) and notifications.
+"""Background jobs: the SLA watch (warn before a breach, escalate at breach), due moments worked
+out again after the calendar changed, and notifications.
 
 ``check_sla`` runs every ``sla_check_seconds`` (Celery beat, through ``kehu_schedules``). For
 each running clock due within ``warn_before_minutes`` it warns the assignee (or, without one,
@@ -90,6 +91,28 @@ def run_sla_check(platform: Platform, now: datetime | None = None) -> list[tuple
     return raised
 
 
+#: Tickets whose due moments one transaction works out again (see :func:`run_due_refresh`).
+REFRESH_BATCH = 500
+
+
+def run_due_refresh(platform: Platform) -> int:
+    """Work out again when every running clock is due, with the calendar as it is now; returns
+    how many tickets were looked at. One transaction per :data:`REFRESH_BATCH` tickets, so
+    that writers wait for a batch at most, not for the whole desk."""
+    after, seen = 0, 0
+    while True:
+        with platform.session() as db:
+            calendar = service.business_calendar(platform, db, fresh=True)
+            tickets = list(db.scalars(select(Ticket).where(Ticket.next_due_at.is_not(None), Ticket.id > after)
+                                      .order_by(Ticket.id).limit(REFRESH_BATCH)))
+            if not tickets:
+                return seen
+            pauses = service.pauses_by_ticket(db, [ticket.id for ticket in tickets])
+            for ticket in tickets:
+                service.refresh_due(platform, db, ticket, calendar, pauses[ticket.id])
+        after, seen = tickets[-1].id, seen + len(tickets)
+
+
 # --- The task functions (registered as tickets.<name>) -------------------------------------------------
 
 
@@ -97,6 +120,12 @@ def check_sla(now: str | None = None) -> int:
     """Warn and escalate; ``now`` (ISO 8601) replaces the clock, for tests and replays."""
     moment = datetime.fromisoformat(now) if now else None
     return len(run_sla_check(current(), moment))
+
+
+def refresh_due_dates() -> int:
+    """After a holiday or make-up working day was entered or removed (queued by
+    :func:`service.save_day` and :func:`service.delete_day` once their transaction commits)."""
+    return run_due_refresh(current())
 
 
 def send_notification(notification_id: int) -> str:
@@ -107,4 +136,4 @@ def send_pending() -> int:
     return notify.send_pending(current())
 
 
-TASKS = [check_sla, send_notification, send_pending]
+TASKS = [check_sla, refresh_due_dates, send_notification, send_pending]
