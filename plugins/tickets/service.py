@@ -1087,7 +1087,7 @@ def _refresh_due_after_commit(db: Session) -> None:
 
         try:
             jobs.enqueue(REFRESH_DUE_TASK)
-        except Exception as exc:  # noqa: BLE001  (committed: `kehu` can run the task later)
+        except Exception as exc:  # noqa: BLE001  (the day is saved; the next calendar change queues it again)
             log.warning("could not enqueue %s (%s): due moments keep the old calendar", REFRESH_DUE_TASK, exc)
 
     sa_event.listen(db, "after_commit", enqueue, once=True)
