@@ -14,7 +14,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import DBAPIError
 
-from kehu.config import Settings, SettingsError
+from kehu.config import SEVERAL_WORKERS_KEEPALIVE_REQUESTS, Settings, SettingsError
 from kehu.platform import Platform
 
 
@@ -43,17 +43,27 @@ def cli() -> None:
 @click.option("--threads", type=click.IntRange(1, 512), envvar="KEHU_WEB_THREADS", default=None,
               help="Threads per web process for blocking work (env KEHU_WEB_THREADS; default 2 on SQLite, "
                    "8 on a database server).")
+@click.option("--keepalive-requests", type=click.IntRange(0, 1_000_000), envvar="KEHU_KEEPALIVE_REQUESTS",
+              default=None,
+              help="About one response in N closes its keep-alive connection, so that connections spread "
+                   "over the web processes again (env KEHU_KEEPALIVE_REQUESTS; 0: never; default "
+                   f"{SEVERAL_WORKERS_KEEPALIVE_REQUESTS} with --workers above 1, else 0).")
 @click.option("--no-worker", is_flag=True, help="Do not start the embedded job worker.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="Log every request (the reverse proxy usually does; it costs about a tenth of a request's CPU).")
-def serve(host: str, port: int, workers: int, threads: int | None, no_worker: bool, access_log: bool) -> None:
+def serve(host: str, port: int, workers: int, threads: int | None, keepalive_requests: int | None,
+          no_worker: bool, access_log: bool) -> None:
     """Serve the web application with uvicorn."""
     import uvicorn
 
     from kehu import jobs
 
+    # The web processes read these in create_app.
     if threads is not None:
-        os.environ["KEHU_WEB_THREADS"] = str(threads)  # the web processes read it in create_app
+        os.environ["KEHU_WEB_THREADS"] = str(threads)
+    if keepalive_requests is None:
+        keepalive_requests = SEVERAL_WORKERS_KEEPALIVE_REQUESTS if workers > 1 else 0
+    os.environ["KEHU_KEEPALIVE_REQUESTS"] = str(keepalive_requests)
     settings = Settings.from_env()
     settings.ensure_home()
     _check_keys(Platform.boot(settings))

@@ -47,6 +47,7 @@ from kehu.declarations import Panel
 from kehu.errors import DomainError
 from kehu.i18n import gettext as _
 from kehu.jinja import KehuEnvironment, install_translations
+from kehu.keepalive import KeepAliveRecycling
 from kehu.models import ModuleState
 from kehu.platform import Platform, plugin_hook_results
 
@@ -514,7 +515,8 @@ def build_starlette(platform: Platform) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContextMiddleware, platform=platform, plugin_prefixes=tuple(plugin_prefixes))],
+        middleware=[Middleware(KeepAliveRecycling, requests=platform.settings.keepalive_requests),
+                    Middleware(RequestContextMiddleware, platform=platform, plugin_prefixes=tuple(plugin_prefixes))],
         exception_handlers={HTTPException: http_error, DomainError: domain_error, ClientDisconnect: client_gone,
                             Exception: server_error},
     )
