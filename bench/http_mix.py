@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +216,61 @@ def cpu_snapshot(server: subprocess.Popen[bytes]) -> dict[str, float]:
 def cores_busy(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
     """How many cores each group kept busy between two snapshots ``seconds`` apart."""
     return {name: round((after[name] - before[name]) / seconds, 2) for name in after}
+
+
+def connections_per_process(server: subprocess.Popen[bytes], port: int) -> list[int]:
+    """Established TCP connections to ``port`` held by each of the server's web processes
+    (``/proc/net/tcp*`` matched to the processes' socket descriptors), most first. The web
+    processes share one listening socket: how wrk's connections split between them says much
+    of a paced run's latency (see kehu.keepalive)."""
+    inodes = {}
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # ESTABLISHED, local port
+                inodes[fields[9]] = True
+    counts = []
+    for pid in web_processes(server):
+        count = 0
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                count += target.startswith("socket:[") and target[8:-1] in inodes
+        except OSError:
+            continue
+        counts.append(count)
+    return sorted(counts, reverse=True)
+
+
+def run_wrk_sampled(wrk: str, base: str, script: Path, seconds: float, connections: int,
+                    server: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """:func:`run_wrk`, with the cores busy during the run and the connections per web process
+    sampled in its middle."""
+    port = int(base.rsplit(":", 1)[1])
+    split: list[int] = []
+
+    def sample() -> None:
+        split.extend(connections_per_process(server, port))
+
+    timer = threading.Timer(seconds / 2, sample)
+    before, started = cpu_snapshot(server), time.monotonic()
+    timer.start()
+    try:
+        result = run_wrk(wrk, base, script, seconds, connections)
+    finally:
+        timer.cancel()
+    result["cores_busy"] = cores_busy(before, cpu_snapshot(server), time.monotonic() - started)
+    result["connections_per_process"] = split
+    return result
+
+
+def _split_text(result: dict[str, Any]) -> str:
+    split = result.get("connections_per_process") or []
+    return f"; connections per web process {'/'.join(map(str, split))}" if len(split) > 1 else ""
 
 
 # --- Sessions, the Lua script and the preflight ------------------------------------------------------------
@@ -445,14 +501,12 @@ def measure_paced(wrk: str, base: str, script: Path, server: subprocess.Popen[by
     the cores busy meanwhile (the same load on a slower host keeps more of them busy)."""
     results = []
     for number in range(1, runs + 1):
-        before, started = cpu_snapshot(server), time.monotonic()
-        result = run_wrk(wrk, base, script, seconds, connections)
-        result["cores_busy"] = cores_busy(before, cpu_snapshot(server), time.monotonic() - started)
+        result = run_wrk_sampled(wrk, base, script, seconds, connections, server)
         results.append(result)
         latency = (f"p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms"
                    if result["p95_ms"] is not None else "NO REQUEST ANSWERED IN TIME")
         print(f"  {label} paced run {number}/{runs} at {rate:g} req/s offered: {result['rps']:.1f} req/s served, "
-              f"{latency}, {result['errors']} errors; cores busy: {_busy_text(result['cores_busy'])}")
+              f"{latency}, {result['errors']} errors; cores busy: {_busy_text(result['cores_busy'])}{_split_text(result)}")
     return results
 
 
@@ -466,14 +520,12 @@ def measure_server(wrk: str, base: str, script: Path, server: subprocess.Popen[b
     run_wrk(wrk, base, script, warmup, connections)
     results = []
     for number in range(1, runs + 1):
-        before, started = cpu_snapshot(server), time.monotonic()
-        result = run_wrk(wrk, base, script, seconds, connections)
-        result["cores_busy"] = cores_busy(before, cpu_snapshot(server), time.monotonic() - started)
+        result = run_wrk_sampled(wrk, base, script, seconds, connections, server)
         result["rss_mb"] = web_worker_rss(server)
         results.append(result)
         latency = (f"p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms" if result["p95_ms"] is not None
                    else "NO REQUEST ANSWERED IN TIME")
         print(f"  {label} run {number}/{runs}: {result['rps']:.1f} req/s, {latency}, {result['errors']} errors "
               f"(wrk counts a time-out after 10 s), web processes {', '.join(f'{m:.0f}' for m in result['rss_mb'])} MB"
-              f"; cores busy: {_busy_text(result['cores_busy'])}")
+              f"; cores busy: {_busy_text(result['cores_busy'])}{_split_text(result)}")
     return results
