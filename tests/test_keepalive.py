@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -77,7 +77,8 @@ def test_the_setting_is_read_and_checked() -> None:
     assert Settings.from_env({"KEHU_KEEPALIVE_REQUESTS": "0"}).keepalive_requests == 0
     assert Settings.from_env({"KEHU_KEEPALIVE_REQUESTS": "50"}).keepalive_requests == 50
     for bad in ("-1", "many", "2.5"):
-        with pytest.raises(SettingsError, match=f"KEHU_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '{bad}'"):
+        with pytest.raises(SettingsError,
+                           match=f"KEHU_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '{bad}'"):
             Settings.from_env({"KEHU_KEEPALIVE_REQUESTS": bad})
 
 
@@ -105,7 +106,8 @@ def requests_until_closed(port: int, limit: int, path: str = "/healthz") -> int 
 
 
 @pytest.fixture
-def uvicorn_serving() -> Iterator[callable]:  # type: ignore[valid-type]
+def uvicorn_serving() -> Iterator[Callable[[int], int]]:
+    """Serves :func:`hello` behind the middleware with ``requests`` given; returns the port."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def serve(requests: int) -> int:
@@ -127,7 +129,7 @@ def uvicorn_serving() -> Iterator[callable]:  # type: ignore[valid-type]
         thread.join(10)
 
 
-def test_uvicorn_closes_the_connection_it_was_told_to(uvicorn_serving) -> None:  # type: ignore[no-untyped-def]
+def test_uvicorn_closes_the_connection_it_was_told_to(uvicorn_serving: Callable[[int], int]) -> None:
     port = uvicorn_serving(5)
     counts = [requests_until_closed(port, 200, "/") for _ in range(20)]
     assert None not in counts  # 0.8 ** 200: never kept open by chance
