@@ -10,9 +10,12 @@ processes: splits of 36/14 and 4/46, with the p95 of the same paced load going f
 
 :class:`KeepAliveRecycling` answers about one response in ``requests`` (at random, so that no
 two connections reconnect in step) with ``Connection: close``. uvicorn then closes that
-connection after the response and the client opens a new one, which the process that is
-least busy tends to accept first. This is what nginx's ``keepalive_requests`` does, with a
-lower bound so that a connection moves within seconds rather than minutes.
+connection after the response and the client opens a new one, which lands on whichever
+process accepts first: a fresh draw every few seconds instead of one split for the whole life
+of the connections. It does not make the split even (the busy process's loop is often the one
+awake to accept), but it ends the long runs on one process. This is what nginx's
+``keepalive_requests`` does, with a far smaller number than nginx's 1,000, so that a
+connection moves within seconds rather than minutes.
 """
 
 from __future__ import annotations
