@@ -223,7 +223,7 @@ def connections_per_process(server: subprocess.Popen[bytes], port: int) -> list[
     (``/proc/net/tcp*`` matched to the processes' socket descriptors), most first. The web
     processes share one listening socket: how wrk's connections split between them says much
     of a paced run's latency (see kehu.keepalive)."""
-    inodes = {}
+    inodes: set[str] = set()
     for name in ("tcp", "tcp6"):
         try:
             lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
@@ -232,7 +232,7 @@ def connections_per_process(server: subprocess.Popen[bytes], port: int) -> list[
         for line in lines:
             fields = line.split()
             if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # ESTABLISHED, local port
-                inodes[fields[9]] = True
+                inodes.add(fields[9])
     counts = []
     for pid in web_processes(server):
         count = 0

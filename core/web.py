@@ -513,10 +513,12 @@ def build_starlette(platform: Platform) -> Starlette:
         if folder.is_dir():
             routes.append(Mount(f"/static/{name}", app=StaticFiles(directory=str(folder)), name=f"static-{name}"))
 
+    middleware = [Middleware(RequestContextMiddleware, platform=platform, plugin_prefixes=tuple(plugin_prefixes))]
+    if platform.settings.keepalive_requests:  # off: not even a layer to pass through
+        middleware.insert(0, Middleware(KeepAliveRecycling, requests=platform.settings.keepalive_requests))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(KeepAliveRecycling, requests=platform.settings.keepalive_requests),
-                    Middleware(RequestContextMiddleware, platform=platform, plugin_prefixes=tuple(plugin_prefixes))],
+        middleware=middleware,
         exception_handlers={HTTPException: http_error, DomainError: domain_error, ClientDisconnect: client_gone,
                             Exception: server_error},
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import secrets
+import socket
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -86,6 +87,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
             return nodeid
 
     return KeepTogether(config, log)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for servers a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 POSTGRES_URL = psycopg_url(os.environ.get("KEHU_TEST_POSTGRES_URL", ""))

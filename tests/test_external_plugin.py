@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import pytest
 from sqlalchemy import create_engine, func, inspect, select, table
 
 from kehu import scaffold
+from tests.conftest import free_port
 
 KEHU = [str(Path(sys.executable).with_name("kehu"))] if Path(sys.executable).with_name("kehu").exists() \
     else [sys.executable, "-m", "kehu.cli"]
@@ -78,12 +78,6 @@ def pip_install_target(site: Path, *packages: Path) -> None:
         command.append("--no-build-isolation")  # else pip fetches setuptools into a build environment
     result = subprocess.run([*command, *map(str, packages)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"pip install failed:\n{result.stdout}\n{result.stderr}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

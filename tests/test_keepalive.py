@@ -21,6 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from kehu.config import SEVERAL_WORKERS_KEEPALIVE_REQUESTS, Settings, SettingsError
 from kehu.keepalive import KeepAliveRecycling
+from tests.conftest import free_port
 
 KEHU = [sys.executable, "-m", "kehu.cli"]
 
@@ -87,12 +88,6 @@ def test_the_setting_is_read_and_checked() -> None:
         with pytest.raises(SettingsError,
                            match=f"KEHU_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '{bad}'"):
             Settings.from_env({"KEHU_KEEPALIVE_REQUESTS": bad})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def requests_until_closed(port: int, limit: int, path: str = "/healthz") -> int | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import POSTGRES_URL, REDIS_URL
+from tests.conftest import POSTGRES_URL, REDIS_URL, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 KEHU = [sys.executable, "-m", "kehu.cli"]
@@ -35,12 +34,6 @@ IMPORT_ROWS = 200
 pytestmark = pytest.mark.skipif(
     not (POSTGRES_URL and REDIS_URL),
     reason="multi-process run skipped: set KEHU_TEST_POSTGRES_URL and KEHU_TEST_REDIS_URL (as .ci/run does)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
