@@ -220,9 +220,9 @@ def cores_busy(before: dict[str, float], after: dict[str, float], seconds: float
 
 def connections_per_process(server: subprocess.Popen[bytes], port: int) -> list[int]:
     """Established TCP connections to ``port`` held by each of the server's web processes
-    (``/proc/net/tcp*`` matched to the processes' socket descriptors), most first. The web
-    processes share one listening socket: how wrk's connections split between them says much
-    of a paced run's latency (see kehu.keepalive)."""
+    (``/proc/net/tcp*`` matched to the processes' socket descriptors), most first. How wrk's
+    connections split between the processes says much of a paced run's latency (see
+    kehu.reuseport and kehu.keepalive)."""
     inodes: set[str] = set()
     for name in ("tcp", "tcp6"):
         try:

@@ -47,22 +47,27 @@ def cli() -> None:
               default=None,
               help="About one response in N closes its keep-alive connection, so that connections spread "
                    "over the web processes again (env KEHU_KEEPALIVE_REQUESTS; 0: never; default "
-                   f"{SEVERAL_WORKERS_KEEPALIVE_REQUESTS} with --workers above 1, else 0).")
+                   f"{SEVERAL_WORKERS_KEEPALIVE_REQUESTS} when several web processes share one socket, else 0).")
+@click.option("--reuse-port/--shared-socket", default=True, show_default=True, envvar="KEHU_REUSE_PORT",
+              help="With --workers above 1: one listening socket per web process (SO_REUSEPORT), so that "
+                   "the kernel spreads connections evenly; --shared-socket is uvicorn's single socket "
+                   "(env KEHU_REUSE_PORT=0). Where the platform lacks SO_REUSEPORT the socket is shared.")
 @click.option("--no-worker", is_flag=True, help="Do not start the embedded job worker.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="Log every request (the reverse proxy usually does; it costs about a tenth of a request's CPU).")
 def serve(host: str, port: int, workers: int, threads: int | None, keepalive_requests: int | None,
-          no_worker: bool, access_log: bool) -> None:
+          reuse_port: bool, no_worker: bool, access_log: bool) -> None:
     """Serve the web application with uvicorn."""
     import uvicorn
 
-    from kehu import jobs
+    from kehu import jobs, reuseport
 
+    socket_each = workers > 1 and reuse_port and reuseport.available()
     # The web processes read these in create_app.
     if threads is not None:
         os.environ["KEHU_WEB_THREADS"] = str(threads)
     if keepalive_requests is None:
-        keepalive_requests = SEVERAL_WORKERS_KEEPALIVE_REQUESTS if workers > 1 else 0
+        keepalive_requests = SEVERAL_WORKERS_KEEPALIVE_REQUESTS if workers > 1 and not socket_each else 0
     os.environ["KEHU_KEEPALIVE_REQUESTS"] = str(keepalive_requests)
     settings = Settings.from_env()
     settings.ensure_home()
@@ -70,9 +75,23 @@ def serve(host: str, port: int, workers: int, threads: int | None, keepalive_req
     child = None
     if settings.broker_is_embedded and settings.embedded_worker and not no_worker:
         child = jobs.start_embedded_worker(settings)
+    options: dict[str, Any] = dict(factory=True, host=host, port=port, workers=workers, loop="uvloop",
+                                   http="httptools", proxy_headers=True, log_level="info", access_log=access_log)
     try:
-        uvicorn.run("kehu.web:create_app", factory=True, host=host, port=port, workers=workers,
-                    loop="uvloop", http="httptools", proxy_headers=True, log_level="info", access_log=access_log)
+        if socket_each:
+            config = uvicorn.Config("kehu.web:create_app", **options)
+            try:
+                sockets = reuseport.bind_per_process(host, port, workers, config.backlog)
+            except reuseport.PortTaken as exc:
+                raise Failure(f"cannot listen on {exc.strerror}") from exc
+            click.echo(f"Kehu serving on http://{host}:{sockets[0].getsockname()[1]} with {workers} web "
+                       "processes, one listening socket each (SO_REUSEPORT)", err=True)
+            try:
+                reuseport.ReusePortMultiprocess(config, sockets).run()
+            except KeyboardInterrupt:
+                pass
+        else:
+            uvicorn.run("kehu.web:create_app", **options)
     finally:
         if child is not None:
             jobs.stop_embedded_worker(child)

@@ -10,6 +10,7 @@ import gc
 import os
 import secrets
 import socket
+import subprocess
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -62,6 +63,7 @@ KEEP_TOGETHER = {
     "tests/test_events.py": "params",
     "tests/test_jobs.py": "params",
     "tests/test_external_plugin.py": "module",  # one pip install for both tests
+    "tests/test_reuseport.py": "module",  # one kehu serve --workers 2 for its tests
 }
 
 
@@ -87,6 +89,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
             return nodeid
 
     return KeepTogether(config, log)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM to a server a test started, SIGKILL when it has not ended within ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:

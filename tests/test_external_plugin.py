@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import create_engine, func, inspect, select, table
 
 from kehu import scaffold
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 
 KEHU = [str(Path(sys.executable).with_name("kehu"))] if Path(sys.executable).with_name("kehu").exists() \
     else [sys.executable, "-m", "kehu.cli"]
@@ -129,12 +129,7 @@ def serving(env: dict[str, str], log: Path) -> Iterator[str]:
                 time.sleep(0.2)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def wait_for(check, what: str, seconds: float = 20) -> None:  # type: ignore[no-untyped-def]

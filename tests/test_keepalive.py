@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from kehu.config import SEVERAL_WORKERS_KEEPALIVE_REQUESTS, Settings, SettingsError
 from kehu.keepalive import KeepAliveRecycling
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 
 KEHU = [sys.executable, "-m", "kehu.cli"]
 
@@ -139,7 +139,7 @@ def test_uvicorn_closes_the_connection_it_was_told_to(uvicorn_serving: Callable[
     assert requests_until_closed(uvicorn_serving(0), 300, "/") is None
 
 
-def test_kehu_serve_with_several_workers_recycles_connections_by_default(tmp_path: Path) -> None:
+def test_kehu_serve_with_several_workers_on_a_shared_socket_recycles_connections_by_default(tmp_path: Path) -> None:
     env = {**os.environ, "KEHU_HOME": str(tmp_path / "home"),
            "KEHU_DATABASE_URL": f"sqlite:///{tmp_path / 'kehu.sqlite3'}",
            "KEHU_MASTER_KEY_FILE": str(tmp_path / "master.key")}
@@ -147,7 +147,8 @@ def test_kehu_serve_with_several_workers_recycles_connections_by_default(tmp_pat
     subprocess.run([*KEHU, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
     port = free_port()
     with (tmp_path / "serve.log").open("w") as log:
-        server = subprocess.Popen([*KEHU, "serve", "--port", str(port), "--workers", "2", "--no-worker"], env=env,
+        server = subprocess.Popen([*KEHU, "serve", "--port", str(port), "--workers", "2", "--shared-socket", "--no-worker"],
+                                  env=env,
                                   stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -163,8 +164,4 @@ def test_kehu_serve_with_several_workers_recycles_connections_by_default(tmp_pat
         counts = [requests_until_closed(port, limit) for _ in range(5)]
         assert None not in counts, counts
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
