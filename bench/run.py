@@ -20,6 +20,7 @@ See docs/performance.md for what each figure means. Nothing here asserts a timin
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform as python_platform
@@ -471,7 +472,14 @@ def measure_startup(deployment: Deployment, args: argparse.Namespace) -> Figure:
                     "new process importing starlette + sqlalchemy, a bare app, first response (one query)",
                     notes="wall clock of the whole process until its first response (interpreter start included)")
     samples: dict[str, list[dict[str, Any]]] = {"kehu": [], "floor": []}
-    for run in range(args.runs + 1):  # the first of each is a warm-up (file cache, bytecode)
+    # A deployment's processes start from bytecode, as pip writes it for an installed package
+    # (and as the floor's libraries have it). Python writes none for this checkout's modules
+    # when PYTHONDONTWRITEBYTECODE is set (it is on some machines): each start then compiled
+    # some 40 modules again, about 0.1 s.
+    for folder in ("core", "plugins"):
+        compileall.compile_dir(BENCH_DIR.parent / folder, quiet=1)
+    print(f"  bytecode of core/ and plugins/ compiled (PYTHONDONTWRITEBYTECODE {'set' if sys.flags.dont_write_bytecode else 'not set'})")
+    for run in range(args.runs + 1):  # the first of each is a warm-up (file cache)
         for mode in ("kehu", "floor"):
             started = time.perf_counter()
             result = subprocess.run([sys.executable, script, mode], env=deployment.env, capture_output=True, text=True)
