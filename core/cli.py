@@ -84,7 +84,8 @@ def serve(host: str, port: int, workers: int, threads: int | None, keepalive_req
                 sockets = reuseport.bind_per_process(host, port, workers, config.backlog)
             except reuseport.PortTaken as exc:
                 raise Failure(f"cannot listen on {exc.strerror}") from exc
-            click.echo(f"Kehu serving on http://{host}:{sockets[0].getsockname()[1]} with {workers} web "
+            shown_host = f"[{host}]" if ":" in host else host
+            click.echo(f"Kehu serving on http://{shown_host}:{sockets[0].getsockname()[1]} with {workers} web "
                        "processes, one listening socket each (SO_REUSEPORT)", err=True)
             try:
                 reuseport.ReusePortMultiprocess(config, sockets).run()
