@@ -16,6 +16,13 @@ class SettingsError(ValueError):
     """An environment variable holds a value Kehu cannot use; the message names it."""
 
 
+#: The job worker that ``kehu serve`` starts on the embedded broker shares the machine with the
+#: web processes; it runs at this niceness above theirs, so that a burst of jobs (the SLA watch
+#: raising hundreds of alerts in one run) takes the cores the pages leave, rather than half of
+#: them while staff wait. Jobs still run at once on an idle machine.
+EMBEDDED_WORKER_NICE = 10
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -25,6 +32,7 @@ class Settings:
     embedded_worker: bool
     web_threads: int = 2  # threads per web process for blocking work (see web_threads_for)
     keepalive_requests: int = 0  # about one response in this many closes its connection (0: never; kehu.keepalive)
+    embedded_worker_nice: int = EMBEDDED_WORKER_NICE  # added to the embedded job worker's niceness (0: none)
     extra_plugins: tuple[str, ...] = ()
     languages: tuple[str, ...] = ("zh", "en")
     default_language: str = "zh"
@@ -44,6 +52,7 @@ class Settings:
             embedded_worker=env.get("KEHU_EMBEDDED_WORKER", "1") not in ("0", "false", "no"),
             web_threads=_whole_number(env, "KEHU_WEB_THREADS", web_threads_for(database_url)),
             keepalive_requests=_whole_number(env, "KEHU_KEEPALIVE_REQUESTS", 0, minimum=0),
+            embedded_worker_nice=_whole_number(env, "KEHU_EMBEDDED_WORKER_NICE", EMBEDDED_WORKER_NICE, minimum=0),
             extra_plugins=tuple(p for p in env.get("KEHU_EXTRA_PLUGINS", "").split(",") if p.strip()),
             extra={k: v for k, v in env.items() if k.startswith("KEHU_")},
         )

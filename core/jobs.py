@@ -403,8 +403,10 @@ def worker_main(platform: Platform, concurrency: int, beat: bool, loglevel: str,
     if pool == "prefork":
         _dispose_engines_in_forked_children(platform)
     parent_pid = os.environ.get(PARENT_PID_VARIABLE)
-    if parent_pid and parent_pid.isdigit():
+    if parent_pid and parent_pid.isdigit():  # started by kehu serve: the web processes come first
         _stop_when_parent_exits(int(parent_pid))
+        if platform.settings.embedded_worker_nice and hasattr(os, "nice"):
+            os.nice(platform.settings.embedded_worker_nice)
     worker = app.Worker(
         hostname=f"kehu-{os.getpid()}@%h",
         concurrency=concurrency,

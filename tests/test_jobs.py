@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kehu import events, jobs  # noqa: E402
+from kehu.config import EMBEDDED_WORKER_NICE  # noqa: E402
 from kehu.platform import set_current  # noqa: E402
 from plugins_for_tests.events_probe.harness import (  # noqa: E402
     Deployment,
@@ -146,6 +147,9 @@ def test_worker_main_in_a_child_process_handles_events_and_stops_cleanly(idle_de
         wait_until(lambda: dep.effects(handler="task"), what="the task to run in the child")
         wait_until(lambda: list(dep.settings.home.glob("celerybeat-schedule*")), what="beat to start")
         assert process.poll() is None
+        # Started by a parent as kehu serve starts it: it yields the cores to the web processes.
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + EMBEDDED_WORKER_NICE)
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == expected
     finally:
         exit_code = jobs.stop_embedded_worker(process, timeout=20)
     assert exit_code == 0
