@@ -4,7 +4,10 @@ Each warning and escalation happens once, also when the job runs several times a
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +21,7 @@ from sqlalchemy import func, select
 from kehu import jobs
 from kehu.models import OutboxEvent
 from kehu.platform import set_current
-from kehu_plugins.tickets import service, tasks
+from kehu_plugins.tickets import notify, service, tasks
 from kehu_plugins.tickets.models import Notification, SlaAlert, Ticket
 from tests.tickets_support import TEAM_A, Desk, Inbox, at, body_of, desk_with, inbox  # noqa: F401
 
@@ -149,6 +152,50 @@ def test_concurrent_runs_raise_each_alert_once_and_skip_paused_and_answered_tick
         found, _ = service.page(desk.platform, db, desk.user("boss"), query, now=at("2026-03-02 10:00"))
         assert [t.id for t in found] == [ticket_id]
         assert db.scalar(select(func.count()).select_from(Ticket)) == 2
+
+
+def broker_messages(desk: Desk) -> list[tuple[str, dict[str, Any]]]:
+    """The task name and keyword arguments of every message waiting on the embedded broker."""
+    assert desk.settings.broker_url.startswith("sqla+sqlite:///")
+    with sqlite3.connect(desk.settings.broker_url.removeprefix("sqla+sqlite:///")) as connection:
+        if not connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'kombu_message'").fetchone():
+            return []  # made at the first message
+        payloads = [json.loads(row[0]) for row in connection.execute(
+            "SELECT payload FROM kombu_message WHERE visible ORDER BY id")]
+    found = []
+    for payload in payloads:
+        body = payload["body"]
+        if payload["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        _, kwargs, _ = json.loads(body)
+        found.append((payload["headers"]["task"], kwargs))
+    return found
+
+
+def test_a_burst_of_alerts_is_sent_by_one_job_per_fifty_notifications(desk_with, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    desk = desk_with(**inbox.env())
+    prepare(desk)  # one urgent ticket, and ben leads team A
+    contacts = [desk.contact(f"客户{number}") for number in range(29)]
+    with desk.platform.session() as db:
+        for number, contact in enumerate(contacts):
+            data = service.parse_input(db, {"contact_id": contact, "subject": f"故障 {number}", "priority": "urgent",
+                                            "team": TEAM_A}, creating=True)
+            service.create_ticket(desk.platform, db, None, data, now=at("2026-03-02 10:00"), auto_assign=False)
+    before = broker_messages(desk)
+    raised = tasks.run_sla_check(desk.platform, at("2026-03-02 14:05"))  # both clocks of all 30 breached
+    assert len(raised) == 60
+    with desk.platform.sessions() as db:
+        pending = sorted(db.scalars(select(Notification.id).where(Notification.kind == "sla_breach",
+                                                                  Notification.status == "pending")))
+    assert len(pending) == 60
+    jobs_sent = broker_messages(desk)[len(before):]
+    assert [name for name, _ in jobs_sent] == ["tickets.send_notifications"] * 2  # not 60 send_notification
+    batches = [kwargs["notification_ids"] for _, kwargs in jobs_sent]
+    assert [len(batch) for batch in batches] == [50, 10] and sorted(batches[0] + batches[1]) == pending
+    # What the jobs run: each notification claimed and sent once, to ben, the lead.
+    assert sum(notify.send_many(desk.platform, batch) for batch in batches) == 60
+    assert notify.send_many(desk.platform, batches[0]) == 0  # sent already: claimed by nobody again
+    assert len(sla_mails(inbox, "ben@corp.example")) == 60
 
 
 def test_a_holiday_entered_after_a_ticket_opened_moves_its_due_moments(desk_with) -> None:  # type: ignore[no-untyped-def]

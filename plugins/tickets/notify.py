@@ -3,7 +3,8 @@
 :func:`queue` adds a :class:`~.models.Notification` row in the caller's transaction (so a
 notification exists exactly when the change that caused it does); once that transaction
 commits, a ``tickets.send_notification`` job is enqueued with the row's id (ids only, never
-personal data). The job claims the row, builds the message from current data (the customer's
+personal data); a caller that queues many in a row (the SLA watch) enqueues one
+``tickets.send_notifications`` job per batch instead (:func:`enqueue_sending`). The job claims the row, builds the message from current data (the customer's
 address comes from ``kehu_person_summary``) and offers it to every channel from the core hook
 ``kehu_notification_channels`` that reaches the recipient. The periodic
 ``tickets.send_pending`` job sends what was never sent (broker down, process gone) and retries
@@ -45,13 +46,39 @@ _SESSION_KEY = "kehu_tickets_notifications"
 
 
 def queue(db: Session, ticket_id: int, kind: str, user_id: int | None = None,
-          comment_id: int | None = None) -> Notification:
-    """A notification of ``kind`` about the ticket, to the customer (``user_id`` None) or a user."""
+          comment_id: int | None = None, send_after_commit: bool = True) -> Notification:
+    """A notification of ``kind`` about the ticket, to the customer (``user_id`` None) or a user.
+
+    With ``send_after_commit`` false, no job is enqueued for it at commit: the caller passes
+    the committed ids to :func:`enqueue_sending` itself (one job for many, see there)."""
     row = Notification(ticket_id=ticket_id, kind=kind, user_id=user_id, comment_id=comment_id, status="pending",
                        channels=[], attempts=0, last_error="", created_at=utcnow())
     db.add(row)
-    db.info.setdefault(_SESSION_KEY, []).append(row)
+    if send_after_commit:
+        db.info.setdefault(_SESSION_KEY, []).append(row)
     return row
+
+
+#: Notifications per ``tickets.send_notifications`` job: a burst (the SLA watch raising a few
+#: hundred alerts in one run) costs a few jobs instead of one each, while the worker's threads
+#: still send several batches side by side.
+SEND_BATCH = 50
+SEND_MANY_TASK = "tickets.send_notifications"
+
+
+def enqueue_sending(ids: list[int]) -> None:
+    """Enqueue the sending of committed notifications, :data:`SEND_BATCH` per job. Publishing
+    a message costs about as much as the rest of an SLA alert on the embedded SQLite broker. What
+    cannot be enqueued is left to ``tickets.send_pending``, which finds every pending row."""
+    from kehu import jobs
+
+    for start in range(0, len(ids), SEND_BATCH):
+        batch = ids[start:start + SEND_BATCH]
+        try:
+            jobs.enqueue(SEND_MANY_TASK, notification_ids=batch)
+        except Exception as exc:  # noqa: BLE001  (committed: the periodic job sends them later)
+            log.warning("could not enqueue notifications %s (%s): left to tickets.send_pending", ids[start:], exc)
+            return
 
 
 def _after_commit(session: Session) -> None:
@@ -242,6 +269,11 @@ def send(platform: Platform, notification_id: int) -> str:
     with platform.session() as db:
         db.execute(update(Notification).where(Notification.id == notification_id).values(**values))
     return values["status"]
+
+
+def send_many(platform: Platform, notification_ids: list[int]) -> int:
+    """:func:`send` for each id in turn (each claimed on its own); returns how many were sent."""
+    return sum(send(platform, notification_id) == "sent" for notification_id in notification_ids)
 
 
 def send_pending(platform: Platform, older_than: timedelta = timedelta(seconds=30)) -> int:

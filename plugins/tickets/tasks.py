@@ -37,8 +37,12 @@ def _due(ticket: Ticket, clock: str) -> datetime | None:
     return ticket.response_due_at if clock == "response" else ticket.resolution_due_at
 
 
-def raise_alert(platform: Platform, ticket_id: int, clock: str, now: datetime, warn: timedelta) -> str | None:
-    """Warn or escalate for one clock of one ticket, once; returns the alert kind raised."""
+def raise_alert(platform: Platform, ticket_id: int, clock: str, now: datetime,
+                warn: timedelta) -> tuple[str, int | None] | None:
+    """Warn or escalate for one clock of one ticket, once, in a transaction of its own (so that
+    the web's writes wait for one alert at most); returns the alert kind raised and the id of
+    the notification to send, which the caller enqueues with the others (see
+    :func:`notify.enqueue_sending`)."""
     with platform.session() as db:
         ticket = db.get(Ticket, ticket_id)
         due = _due(ticket, clock) if ticket is not None else None
@@ -54,9 +58,12 @@ def raise_alert(platform: Platform, ticket_id: int, clock: str, now: datetime, w
                        notified=recipient)
         if breach:
             events.emit(db, "ticket.sla_breached", {"ticket_id": ticket.id, "clock": clock, "escalated_to": recipient})
-        if recipient is not None:
-            notify.queue(db, ticket.id, "sla_breach" if breach else "sla_warning", user_id=recipient)
-        return kind
+        if recipient is None:
+            return kind, None
+        notification = notify.queue(db, ticket.id, "sla_breach" if breach else "sla_warning", user_id=recipient,
+                                    send_after_commit=False)
+        db.flush()
+        return kind, notification.id
 
 
 def run_sla_check(platform: Platform, now: datetime | None = None) -> list[tuple[int, str]]:
@@ -78,16 +85,22 @@ def run_sla_check(platform: Platform, now: datetime | None = None) -> list[tuple
         ids = [row[0] for row in candidates]
         done = {(ticket_id, kind) for ticket_id, kind in
                 db.execute(select(SlaAlert.ticket_id, SlaAlert.kind).where(SlaAlert.ticket_id.in_(ids)))} if ids else set()
-    raised = []
-    for ticket_id, response_due, resolution_due in candidates:
-        for clock, due in zip(CLOCKS, (response_due, resolution_due), strict=True):
-            if due is None or due > horizon:
-                continue
-            if (ticket_id, f"{clock}_breach") in done or (due > now and (ticket_id, f"{clock}_warning") in done):
-                continue
-            kind = raise_alert(platform, ticket_id, clock, now, warn)
-            if kind:
-                raised.append((ticket_id, kind))
+    raised: list[tuple[int, str]] = []
+    to_send: list[int] = []
+    try:
+        for ticket_id, response_due, resolution_due in candidates:
+            for clock, due in zip(CLOCKS, (response_due, resolution_due), strict=True):
+                if due is None or due > horizon:
+                    continue
+                if (ticket_id, f"{clock}_breach") in done or (due > now and (ticket_id, f"{clock}_warning") in done):
+                    continue
+                alert = raise_alert(platform, ticket_id, clock, now, warn)
+                if alert:
+                    raised.append((ticket_id, alert[0]))
+                    if alert[1] is not None:
+                        to_send.append(alert[1])
+    finally:  # the alerts committed so far are sent, also when a later one failed
+        notify.enqueue_sending(to_send)
     return raised
 
 
@@ -132,8 +145,12 @@ def send_notification(notification_id: int) -> str:
     return notify.send(current(), notification_id)
 
 
+def send_notifications(notification_ids: list[int]) -> int:
+    return notify.send_many(current(), notification_ids)
+
+
 def send_pending() -> int:
     return notify.send_pending(current())
 
 
-TASKS = [check_sla, refresh_due_dates, send_notification, send_pending]
+TASKS = [check_sla, refresh_due_dates, send_notification, send_notifications, send_pending]
