@@ -4,8 +4,9 @@
 notification exists exactly when the change that caused it does); once that transaction
 commits, a ``tickets.send_notification`` job is enqueued with the row's id (ids only, never
 personal data); a caller that queues many in a row (the SLA watch) enqueues one
-``tickets.send_notifications`` job per batch instead (:func:`enqueue_sending`). The job claims the row, builds the message from current data (the customer's
-address comes from ``kehu_person_summary``) and offers it to every channel from the core hook
+``tickets.send_notifications`` job per batch instead (:func:`enqueue_sending`). The job claims
+the row, builds the message from current data (the customer's address comes from
+``kehu_person_summary``) and offers it to every channel from the core hook
 ``kehu_notification_channels`` that reaches the recipient. The periodic
 ``tickets.send_pending`` job sends what was never sent (broker down, process gone) and retries
 failures a few times.
