@@ -51,7 +51,7 @@ def cli() -> None:
 @click.option("--reuse-port/--shared-socket", default=True, show_default=True, envvar="KEHU_REUSE_PORT",
               help="With --workers above 1: one listening socket per web process (SO_REUSEPORT), so that "
                    "the kernel spreads connections evenly; --shared-socket is uvicorn's single socket "
-                   "(env KEHU_REUSE_PORT=0). Where the platform lacks SO_REUSEPORT the socket is shared.")
+                   "(env KEHU_REUSE_PORT=0). Elsewhere than on Linux the socket is shared.")
 @click.option("--no-worker", is_flag=True, help="Do not start the embedded job worker.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="Log every request (the reverse proxy usually does; it costs about a tenth of a request's CPU).")

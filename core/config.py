@@ -83,7 +83,7 @@ SQLITE_WEB_THREADS, SERVER_WEB_THREADS = 2, 8
 
 
 #: ``kehu serve --workers N`` (N > 1) on one shared socket (``--shared-socket``, or a platform
-#: without SO_REUSEPORT) recycles keep-alive connections this often unless
+#: other than Linux) recycles keep-alive connections this often unless
 #: KEHU_KEEPALIVE_REQUESTS says otherwise: with 300 req/s over 50 connections, a connection
 #: moves every 3 s or so. With a socket per process (the default) it stays off: there the
 #: kernel's hash already spreads connections, and in alternating paced runs recycling raised

@@ -16,13 +16,14 @@ change: slot *i*'s process, and every replacement of it (a crashed process, ``SI
 socket *i*. The parent keeps all the sockets open, so the connections queued on a slot while
 its process is replaced wait for the replacement instead of being reset.
 
-Where the platform lacks ``SO_REUSEPORT``, ``kehu serve`` keeps uvicorn's shared socket.
+Elsewhere than on Linux, ``kehu serve`` keeps uvicorn's shared socket.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import sys
 
 from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
@@ -31,7 +32,8 @@ logger = logging.getLogger("uvicorn.error")
 
 
 def available() -> bool:
-    return hasattr(socket, "SO_REUSEPORT")
+    """Linux only: the BSDs and macOS have ``SO_REUSEPORT`` but give every connection to one socket."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
 class PortTaken(OSError):
@@ -156,7 +158,7 @@ class ReusePortMultiprocess(Multiprocess):
         logger.info("Received SIGTTOU, decreasing the number of processes.")
         self.processes_num -= 1
         process = self.processes.pop()
-        self.slot_sockets.pop().close()  # first, so that the kernel sends no new connection to it
+        self.slot_sockets.pop().close()  # the child's copy closes as it shuts down
         process.terminate()
         process.join()
 

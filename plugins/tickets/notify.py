@@ -274,7 +274,13 @@ def send(platform: Platform, notification_id: int) -> str:
 
 def send_many(platform: Platform, notification_ids: list[int]) -> int:
     """:func:`send` for each id in turn (each claimed on its own); returns how many were sent."""
-    return sum(send(platform, notification_id) == "sent" for notification_id in notification_ids)
+    sent = 0
+    for notification_id in notification_ids:
+        try:
+            sent += send(platform, notification_id) == "sent"
+        except Exception:  # noqa: BLE001  (one failure must not hold up the batch: send_pending retries it)
+            log.exception("notification %s could not be sent: left to tickets.send_pending", notification_id)
+    return sent
 
 
 def send_pending(platform: Platform, older_than: timedelta = timedelta(seconds=30)) -> int:
