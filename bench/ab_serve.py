@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -28,18 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import http_mix
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def deployment_env(folder: Path, database_url: str) -> dict[str, str]:
-    """The environment ``bench/run.py`` gave the kept deployment in ``folder``."""
-    home = folder / "home"
-    env = {**os.environ, "KEHU_HOME": str(home), "KEHU_MASTER_KEY_FILE": str(folder / "master.key"),
-           "KEHU_DATABASE_URL": database_url or f"sqlite:///{home / 'kehu.sqlite3'}",
-           "KEHU_BROKER_URL": f"sqla+sqlite:///{home / 'broker.sqlite3'}"}
-    env.pop("KEHU_EXTRA_PLUGINS", None)
-    return env
+from run import RESULTS_DIR, deployment_env
 
 
 def parse_setting(assignments: list[str]) -> dict[str, str]:
@@ -106,8 +94,8 @@ def main() -> None:
         medians = {name: statistics.median(pair[name]["p95_ms"] for pair in complete) for name in ("A", "B")}
         lower = sum(pair["A"]["p95_ms"] < pair["B"]["p95_ms"] for pair in complete)
         print(f"median p95: A {medians['A']:.1f} ms, B {medians['B']:.1f} ms; A lower in {lower} of {len(complete)} pairs")
-    RESULTS.mkdir(exist_ok=True)
-    output = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-ab.json"
+    RESULTS_DIR.mkdir(exist_ok=True)
+    output = RESULTS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-ab.json"
     output.write_text(json.dumps({"a": args.a, "b": args.b, "folder": str(args.folder), "pairs": pairs}, indent=1))
     print(f"written {output}")
 

@@ -133,6 +133,17 @@ def print_table(figures: list[dict[str, Any]]) -> None:
 # --- The deployment ------------------------------------------------------------------------------------
 
 
+def deployment_env(folder: Path, database_url: str = "") -> dict[str, str]:
+    """The environment of the bench deployment in ``folder`` (its SQLite file unless
+    ``database_url`` names another database), also for one kept by ``--keep``."""
+    home = folder / "home"
+    env = {**os.environ, "KEHU_HOME": str(home), "KEHU_MASTER_KEY_FILE": str(folder / "master.key"),
+           "KEHU_DATABASE_URL": database_url or f"sqlite:///{home / 'kehu.sqlite3'}",
+           "KEHU_BROKER_URL": f"sqla+sqlite:///{home / 'broker.sqlite3'}"}
+    env.pop("KEHU_EXTRA_PLUGINS", None)
+    return env
+
+
 class Deployment:
     """A fresh Kehu deployment in a temporary folder, driven through the ``kehu`` command line."""
 
@@ -150,12 +161,9 @@ class Deployment:
             with create_engine(self.admin_url, isolation_level="AUTOCOMMIT").connect() as connection:
                 connection.execute(text(f'CREATE SCHEMA "{self.schema}"'))
             database_url += ("&" if "?" in database_url else "?") + f"options=-csearch_path%3D{self.schema}"
-        self.database_url = database_url or f"sqlite:///{self.folder / 'home' / 'kehu.sqlite3'}"
+        self.env = deployment_env(self.folder, database_url)
+        self.database_url = self.env["KEHU_DATABASE_URL"]
         self.backend = "postgresql" if self.schema else "sqlite"
-        self.env = {**os.environ, "KEHU_HOME": str(self.folder / "home"), "KEHU_DATABASE_URL": self.database_url,
-                    "KEHU_MASTER_KEY_FILE": str(self.folder / "master.key"),
-                    "KEHU_BROKER_URL": f"sqla+sqlite:///{self.folder / 'home' / 'broker.sqlite3'}"}
-        self.env.pop("KEHU_EXTRA_PLUGINS", None)
 
     def kehu(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run([KEHU, *args], env=self.env, input=stdin, capture_output=True, text=True)
