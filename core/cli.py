@@ -38,7 +38,7 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", type=click.IntRange(1, 512), envvar="KEHU_WEB_THREADS", default=None,
               help="Threads per web process for blocking work (env KEHU_WEB_THREADS; default 2 on SQLite, "
