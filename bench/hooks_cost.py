@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 from pluggy import HookCaller
+from sqlalchemy import Engine, event
 
 from http_mix import Kind, MixData, Staff, request_for
 
@@ -98,24 +99,38 @@ class TimedApp:
         self.app = app
         self.total = 0.0
         self.last = 0.0
+        self.statements = 0  # SQL statements sent by any engine of this process, so far
+        self.last_statements = 0
+
+    def count_statements(self) -> None:
+        """Count every SQL statement the process sends (each one a round trip to a database
+        server: what a page costs on PostgreSQL beyond its work on SQLite)."""
+
+        def counted(*_args: Any) -> None:
+            self.statements += 1
+
+        event.listen(Engine, "before_cursor_execute", counted)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        started = time.perf_counter()
+        started, statements = time.perf_counter(), self.statements
         try:
             await self.app(scope, receive, send)
         finally:
             self.last = time.perf_counter() - started
+            self.last_statements = self.statements - statements
             self.total += self.last
 
 
 async def _serve_mix(app: TimedApp, kinds: list[Kind], data: MixData, staff: list[Staff], cookie_name: str,
-                     per_kind: int, rng: random.Random) -> tuple[int, dict[str, list[float]], list[tuple[float, str]]]:
+                     per_kind: int, rng: random.Random
+                     ) -> tuple[int, dict[str, list[float]], dict[str, list[int]], list[tuple[float, str]]]:
     """The mix's requests in random order; returns (failed, milliseconds per request by kind,
-    the slowest requests as (milliseconds, method and path))."""
+    SQL statements per request by kind, the slowest requests as (milliseconds, method and path))."""
     requests = [kind for kind in kinds for _ in range(per_kind)]
     rng.shuffle(requests)
     failed = 0
     by_kind: dict[str, list[float]] = {kind.name: [] for kind in kinds}
+    statements: dict[str, list[int]] = {kind.name: [] for kind in kinds}
     slowest: list[tuple[float, str]] = []
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
@@ -124,8 +139,9 @@ async def _serve_mix(app: TimedApp, kinds: list[Kind], data: MixData, staff: lis
             response = await client.request(method, path, headers=headers, content=body or None)
             failed += response.status_code >= 300
             by_kind[kind.name].append(app.last * 1000)
+            statements[kind.name].append(app.last_statements)
             slowest = sorted([*slowest, (app.last * 1000, f"{method} {path}")], reverse=True)[:5]
-    return failed, by_kind, slowest
+    return failed, by_kind, statements, slowest
 
 
 def measure(settings: Any, kinds: list[Kind], data: MixData, staff: list[Staff], cookie_name: str, runs: int,
@@ -137,17 +153,19 @@ def measure(settings: Any, kinds: list[Kind], data: MixData, staff: list[Staff],
     timer = HookTimer()
     timer.install(kehu_app.platform.pm)
     app = TimedApp(kehu_app)
+    app.count_statements()
     rng = random.Random(17)
     asyncio.run(_serve_mix(app, kinds, data, staff, cookie_name, per_kind, rng))  # warm-up
     results = []
     for number in range(1, runs + 1):
         timer.reset()
         app.total = 0.0
-        failed, by_kind, slowest = asyncio.run(_serve_mix(app, kinds, data, staff, cookie_name, per_kind, rng))
+        failed, by_kind, statements, slowest = asyncio.run(_serve_mix(app, kinds, data, staff, cookie_name, per_kind, rng))
         count = per_kind * len(kinds)
         result = {"requests": count, "failed": failed, "request_ms": app.total / count * 1000,
                   "median_ms_by_kind": {name: statistics.median(times) for name, times in by_kind.items()},
                   "mean_ms_by_kind": {name: statistics.mean(times) for name, times in by_kind.items()},
+                  "statements_by_kind": {name: statistics.mean(counts) for name, counts in statements.items()},
                   "slowest": slowest,
                   "hooks_ms": timer.inclusive / count * 1000, "dispatch_ms": timer.dispatch / count * 1000,
                   "hook_calls_per_request": sum(timer.calls.values()) / count, "calls": dict(timer.calls)}
@@ -159,5 +177,7 @@ def measure(settings: Any, kinds: list[Kind], data: MixData, staff: list[Staff],
     last = results[-1]
     print("  time inside the application by kind, median/mean (last run): " + ", ".join(
         f"{name} {ms:.1f}/{last['mean_ms_by_kind'][name]:.1f} ms" for name, ms in last["median_ms_by_kind"].items()))
+    print("  SQL statements per request by kind, mean (last run; the user's look-up included): " + ", ".join(
+        f"{name} {count:.1f}" for name, count in last["statements_by_kind"].items()))
     print("  slowest requests (last run): " + "; ".join(f"{request} {ms:.0f} ms" for ms, request in last["slowest"]))
     return results

@@ -52,9 +52,9 @@ TEAMS = ["售后一组", "售后二组"]
 STAFF_ROLES = ["service", "sales"]
 
 DEFAULT = {"contacts": 100_000, "tickets": 200_000, "runs": 5, "seconds": 20.0, "warmup": 5.0, "connections": 50,
-           "staff": 12, "import_rows": 2_000, "searches": 200, "hook_requests": 20}
+           "staff": 12, "scaling_runs": 3, "import_rows": 2_000, "searches": 200, "hook_requests": 20}
 QUICK = {"contacts": 1_000, "tickets": 2_000, "runs": 3, "seconds": 4.0, "warmup": 2.0, "connections": 20,
-         "staff": 3, "import_rows": 200, "searches": 50, "hook_requests": 5}
+         "staff": 3, "scaling_runs": 2, "import_rows": 200, "searches": 50, "hook_requests": 5}
 
 
 # --- Figures -------------------------------------------------------------------------------------
@@ -409,6 +409,65 @@ def measure_http(deployment: Deployment, args: argparse.Namespace, kinds: list[h
     return [throughput, paced_latency, latency, memory]
 
 
+def measure_scaling(deployment: Deployment, args: argparse.Namespace, kinds: list[http_mix.Kind],
+                    data: http_mix.MixData, staff: list[http_mix.Staff], cookie_name: str) -> list[Figure]:
+    """The staff mix at saturation with each number of web processes in ``--worker-counts``,
+    and what one busy core gives: requests per second per core kept busy by the web processes
+    and, on PostgreSQL, by the database server. On one machine the counts grow until its cores
+    are busy; the per-core figures say what web processes and a database server on cores (or
+    machines) of their own would add."""
+    wrk = http_mix.ensure_wrk()
+    if wrk is None:
+        raise RuntimeError("wrk is not installed and could not be installed (apt-get install wrk)")
+    logs = deployment.folder / "logs"
+    logs.mkdir(exist_ok=True)
+    script = deployment.folder / "mix-scaling.lua"
+    counts = args.worker_counts
+    measured: dict[int, list[dict[str, Any]]] = {}
+    for count in counts:
+        port = http_mix.free_port()
+        base = f"http://127.0.0.1:{port}"
+        print(f"kehu serve --workers {count} on {base} ...")
+        server = http_mix.start_kehu(deployment.env, port, count, logs / f"kehu-serve-{count}.log",
+                                     job_worker=not args.no_job_worker)
+        try:
+            http_mix.wait_ready(base, server)
+            http_mix.log_in(base, staff, cookie_name)
+            http_mix.write_lua(script, kinds, data, staff, cookie_name)
+            measured[count] = http_mix.measure_server(wrk, base, script, server, args.scaling_runs, args.seconds,
+                                                      args.warmup, args.connections, f"{count} web process(es)")
+        finally:
+            http_mix.stop(server)
+    one = statistics.median(r["rps"] for r in measured[1]) if 1 in measured else None
+    figures = []
+    for count, runs in measured.items():
+        busy = {name: statistics.median(r["cores_busy"][name] for r in runs) for name in runs[0]["cores_busy"]}
+        linear = [count * one] if one is not None and count > 1 else []
+        figures.append(Figure(
+            f"staff mix: throughput with {count} web process{'es' if count > 1 else ''}", "req/s", "higher",
+            "grows with web processes until the cores are busy",
+            f"{count} × one process's median (growth in proportion)" if linear else "",
+            [r["rps"] for r in runs], linear,
+            notes="cores busy (median): " + ", ".join(f"{name} {cores:.2f}" for name, cores in busy.items()),
+            details={"runs": runs}))
+    every_run = [r for runs in measured.values() for r in runs]
+    per_core = [("web", "web core", "what one more core of web processes adds while the database keeps up")]
+    if deployment.backend == "postgresql":
+        per_core.append(("database server", "database-server core",
+                         "how many requests per second one core of PostgreSQL carries before the database, not "
+                         "the web processes, is the limit"))
+    for group, label, meaning in per_core:
+        by_count = {count: statistics.median(r["rps"] / r["cores_busy"][group] for r in runs)
+                    for count, runs in measured.items() if all(r["cores_busy"][group] > 0.05 for r in runs)}
+        figures.append(Figure(
+            f"staff mix: requests per busy {label}", "req/s", "higher", "-", "",
+            [r["rps"] / r["cores_busy"][group] for r in every_run if r["cores_busy"][group] > 0.05],
+            notes=f"each run's throughput over the cores kept busy by the {group} processes, every count of web "
+                  f"processes ({', '.join(f'{count}: {number(value)}' for count, value in by_count.items())}): "
+                  + meaning))
+    return figures
+
+
 def measure_phone_search(platform: Any, args: argparse.Namespace, people: list[datagen.Person],
                          searcher: Any, contacts: int, rng: random.Random) -> Figure:
     """The list query of the page and the API for a phone number typed in various formats,
@@ -561,6 +620,17 @@ def compare(first: Path, second: Path) -> None:
 # --- Main -----------------------------------------------------------------------------------------------------
 
 
+def worker_counts(text: str) -> list[int]:
+    """``--worker-counts``: "1,2,3" → [1, 2, 3]."""
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of whole numbers: {text!r}") from None
+    if not counts or not all(1 <= count <= 64 for count in counts):
+        raise argparse.ArgumentTypeError(f"give numbers of web processes from 1 to 64, not {text!r}")
+    return counts
+
+
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Kehu's bench: figures against floors on this machine.",
                                      epilog="Defaults: " + ", ".join(f"{k}={v}" for k, v in DEFAULT.items()))
@@ -577,6 +647,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, help="concurrent wrk connections")
     parser.add_argument("--staff", type=int, help="staff users making the requests")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (Kehu and floor)")
+    parser.add_argument("--worker-counts", type=worker_counts, default="1,2,3",
+                        help="the scaling part: serve the mix with each of these numbers of web processes")
+    parser.add_argument("--scaling-runs", type=int, help="measured runs of each number of web processes")
     parser.add_argument("--rate", type=float, default=300.0,
                         help="requests/s offered in the paced runs that measure latency under a given load")
     parser.add_argument("--paced-runs", type=int, default=3, help="paced runs of each server")
@@ -585,7 +658,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--import-rows", type=int, help="rows of each import run")
     parser.add_argument("--searches", type=int, help="phone searches per run")
     parser.add_argument("--hook-requests", type=int, help="requests of each kind per hook-cost run")
-    parser.add_argument("--skip", default="", help="comma-separated: http, search, hooks, import, startup")
+    parser.add_argument("--skip", default="", help="comma-separated: http, scaling, search, hooks, import, startup")
     parser.add_argument("--keep", action="store_true", help="keep the temporary deployment folder (and the PostgreSQL schema)")
     parser.add_argument("--output", default="", help="JSON file to write (default bench/results/<time>-<backend>.json)")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="compare two result files")
@@ -649,6 +722,7 @@ def main() -> None:
         kinds = http_mix.active_kinds(with_tickets)
         searcher = user_of(platform, staff[0].token)
         attempt("http", lambda: measure_http(deployment, args, kinds, data, staff, cookie_name))
+        attempt("scaling", lambda: measure_scaling(deployment, args, kinds, data, staff, cookie_name))
         attempt("search", lambda: measure_phone_search(platform, args, loaded_people, searcher,
                                                        result["load"]["contacts"], rng))
         attempt("hooks", lambda: measure_hooks(platform, args, kinds, data, staff, cookie_name))
