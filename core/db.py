@@ -123,10 +123,9 @@ def kept_rows(db: Session | Connection, statement: Select[Any],
     list, not a list).
     """
     if isinstance(db, Session) and (db.new or db.dirty or db.deleted):
-        return read_rows(db, statement, params)  # flushed first: these writes are counted
+        db.flush()  # these writes are counted before anything is read
     connection = db if isinstance(db, Connection) else db.connection()
-    if connection.info.get("kehu_written"):  # its own writes, not committed: not for others' eyes
-        return read_rows(db, statement, params)
+    written = connection.info.get("kehu_written")  # by this transaction, not committed yet
     kept = _kept_rows.get(connection.engine)
     if kept is None:
         kept = _kept_rows.setdefault(connection.engine, {})
@@ -135,8 +134,11 @@ def kept_rows(db: Session | Connection, statement: Select[Any],
     now = time.monotonic()
     if found is not None:
         read_at, counted_at, rows = found
-        if now - read_at < KEPT_ROWS_SECONDS and not _written_since(statement, counted_at):
-            return rows
+        if (now - read_at < KEPT_ROWS_SECONDS and not _written_since(statement, counted_at)
+                and not (written and (_EVERY_TABLE in written or written & _tables_of(statement)))):
+            return rows  # a transaction that wrote to these tables must see its own writes
+    if written:  # what it reads may hold its own writes: not for others' eyes before they commit
+        return read_rows(db, statement, params)
     counted_at = next(_write_counter)  # before reading: a write meanwhile makes these rows stale
     rows = tuple(read_rows(db, statement, params))
     if len(kept) >= 1000:

@@ -247,6 +247,20 @@ def test_kept_rows_are_read_again_after_a_write_to_their_tables_or_after_a_while
         db.rollback()
     assert names() == ["c"]
 
+    # A transaction that wrote to other tables is given the kept rows of these; what it reads
+    # of the tables it wrote is read, and not kept.
+    reads.clear()
+    with Session(engine) as db:
+        db.add(Tag(id=2, thing_id=1))
+        assert [row.name for row in kept_rows(db, things)] == ["c"]  # the Tag is flushed first
+        assert [sql for sql in reads if sql.startswith("INSERT")] and not [
+            sql for sql in reads if sql.startswith("SELECT")]
+        assert [row.id for row in kept_rows(db, tagged)] == [1]
+        assert len([sql for sql in reads if sql.startswith("SELECT")]) == 1
+        db.rollback()
+    reads.clear()
+    assert tagged_ids() == [1] and len(reads) == 1  # read again: the rolled-back write counted
+
     # Written by another process (here: sqlite3 itself): seen once the kept rows have aged.
     other = connect(path)
     other.execute("UPDATE things SET name = 'd'")

@@ -510,8 +510,8 @@ def refresh_due(platform: Platform, db: Session, ticket: Ticket, calendar: sla.B
     ticket.next_due_at = min((due for due in (ticket.response_due_at, ticket.resolution_due_at) if due), default=None)
 
 
-def apply_policy(db: Session, ticket: Ticket) -> None:
-    policy = policy_for(db, ticket.priority, ticket.category)
+def apply_policy(ticket: Ticket, policy: SlaPolicy | None) -> None:
+    """Set the ticket's SLA targets from ``policy`` (:func:`policy_for`; None: no targets)."""
     ticket.response_target_minutes = policy.response_minutes if policy else None
     ticket.resolution_target_minutes = policy.resolution_minutes if policy else None
 
@@ -620,7 +620,7 @@ def create_ticket(platform: Platform, db: Session, user: CurrentUser | None, dat
                     category=data["category"], priority=data["priority"], status=status.key, team=team,
                     created_by_id=getattr(user, "id", None), created_at=now, updated_at=now,
                     portal_key=secrets.token_urlsafe(12))
-    apply_policy(db, ticket)
+    apply_policy(ticket, policy_for(db, ticket.priority, ticket.category))
     db.add(ticket)
     db.flush()
     calendar = business_calendar(platform, db)
@@ -648,11 +648,17 @@ def update_ticket(platform: Platform, db: Session, user: CurrentUser, ticket: Ti
     changed = sorted(k for k, v in data.items() if getattr(ticket, k) != v)
     if not changed:
         return ticket
+    targets_change = bool({"priority", "category"} & set(changed))
+    if targets_change:
+        # Read before changing the ticket: a read after a change flushes it first, and the
+        # ticket's row was then updated three times in one change (priority, targets, due).
+        policy = policy_for(db, data.get("priority", ticket.priority), data.get("category", ticket.category))
+        calendar, pauses = business_calendar(platform, db), pauses_of(db, ticket.id)
     for key in changed:
         setattr(ticket, key, data[key])
-    if {"priority", "category"} & set(changed):
-        apply_policy(db, ticket)
-        refresh_due(platform, db, ticket)
+    if targets_change:
+        apply_policy(ticket, policy)
+        refresh_due(platform, db, ticket, calendar, pauses)
     ticket.updated_at = now
     record(db, ticket, "changed", user, now, fields=changed)
     db.flush()
