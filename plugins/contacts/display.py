@@ -202,13 +202,15 @@ _VIEW_SELECT = select(
     Contact.position, Contact.source, Contact.owner_id, _OWNER.name.label("owner_name"), Contact.stage,
     Contact.province, Contact.city, Contact.district, Contact.row_key, Contact.street_sealed,
     Contact.address_detail_sealed, Contact.notes, Contact.preferences, Contact.custom, Contact.version,
-    Contact.created_at, Contact.updated_at, Contact.erased_at).select_from(Contact).outerjoin(
-    _COMPANY, _COMPANY.id == Contact.company_id).outerjoin(_OWNER, _OWNER.id == Contact.owner_id)
+    Contact.created_at, Contact.updated_at, Contact.erased_at,
+    select(func.aggregate_strings(ContactTag.tag, _TAG_SEPARATOR)).where(
+        ContactTag.contact_id == Contact.id).scalar_subquery().label("tags"),
+).select_from(Contact).outerjoin(_COMPANY, _COMPANY.id == Contact.company_id).outerjoin(
+    _OWNER, _OWNER.id == Contact.owner_id)
 # In the order of ``Contact.points``: by kind, then position.
 _POINTS = select(ContactPoint.contact_id, ContactPoint.kind, ContactPoint.row_key, ContactPoint.value_sealed).where(
     ContactPoint.contact_id.in_(bindparam("ids"))).order_by(
     ContactPoint.contact_id, ContactPoint.kind, ContactPoint.position, ContactPoint.id)
-_TAGS = select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(bindparam("ids")))
 
 
 def summary_select() -> Select[Any]:
@@ -229,7 +231,7 @@ def summaries(platform: Platform, db: Session, user: CurrentUser, rows: Sequence
         contact_id, kind, name, position, company_id, company_name or "", owner_id, owner_name or "", stage, city,
         shown(normalize.display_phone(unseal(ContactPoint, "value", phone_key, sealed_phone) or ""))
         if sealed_phone is not None else "",
-        sorted(tags.split(_TAG_SEPARATOR)) if tags else [], _listed_values(custom, listed) if listed else {},
+        _tag_list(tags), _listed_values(custom, listed) if listed else {},
         bool(erased)))
         for (contact_id, kind, name, position, company_id, company_name, owner_id, owner_name, stage, city, custom,
              erased, tags, phone_key, sealed_phone, *_more) in rows]
@@ -248,12 +250,11 @@ def view_select() -> Select[Any]:
 def views(platform: Platform, db: Session, user: CurrentUser, rows: Sequence[Any]) -> list[ContactView]:
     """:class:`ContactView` of the rows of a :func:`view_select`, in their order, the same as
     :meth:`ContactView.of` gives for their :class:`Contact`; their phone numbers, e-mails, WeChat
-    ids and tags are read with two more queries, without loading model objects."""
-    ids = [row.id for row in rows]
-    points, tags = _points_of(db, ids), _tags_of(db, ids)
+    ids are read with one more query, without loading model objects; the tags come in the rows."""
+    points = _points_of(db, [row.id for row in rows])
     return [_view_of(platform, user, row, street=unseal(Contact, "street", row.row_key, row.street_sealed),
                      address_detail=unseal(Contact, "address_detail", row.row_key, row.address_detail_sealed),
-                     points=points.get(row.id, {}), tags=tags.get(row.id, []), company_name=row.company_name or "",
+                     points=points.get(row.id, {}), tags=_tag_list(row.tags), company_name=row.company_name or "",
                      owner_name=row.owner_name or "")
             for row in rows]
 
@@ -268,14 +269,10 @@ def _points_of(db: Session, ids: list[int]) -> dict[int, dict[str, list[str]]]:
     return points
 
 
-def _tags_of(db: Session, ids: list[int]) -> dict[int, list[str]]:
-    """The contacts' tags in code point order, as :func:`summaries` gives them (the same on
-    every database, whatever its collation): contact id → tags."""
-    tags: dict[int, list[str]] = {}
-    if ids:
-        for contact_id, tag in read_rows(db, _TAGS, {"ids": ids}):
-            tags.setdefault(contact_id, []).append(tag)
-    return {contact_id: sorted(found) for contact_id, found in tags.items()}
+def _tag_list(joined: str | None) -> list[str]:
+    """The tags of a row's aggregated ``tags`` column, in code point order (the same on every
+    database, whatever its collation)."""
+    return sorted(joined.split(_TAG_SEPARATOR)) if joined else []
 
 
 _ASSIGNABLE_USERS = select(User.id, User.name).where(User.active.is_(True)).order_by(User.name)
@@ -354,9 +351,12 @@ _CONSENTS = select(Consent.at, Consent.purpose, Consent.channel, Consent.granted
     Consent.contact_id == bindparam("contact_id")).order_by(Consent.id)
 
 
-def timeline(platform: Platform, db: Session, user: CurrentUser, contact_id: int) -> list[TimelineEntry]:
+def timeline(platform: Platform, db: Session, user: CurrentUser, contact_id: int,
+             consents: Sequence[Any] | None = None) -> list[TimelineEntry]:
     """The contact's timeline, newest first: notes, calls and visits staff logged, who changed
-    what, consent decisions, and the entries other plugins add through ``contacts_timeline``."""
+    what, consent decisions, and the entries other plugins add through ``contacts_timeline``.
+    ``consents``: the contact's consent rows when the caller read them already
+    (:func:`.privacy.consent_rows`)."""
     wanted = {"contact_id": contact_id}
     kinds = {"note": _("Note"), "call": _("Call"), "visit": _("Visit")}
     entries = [TimelineEntry(at=at, kind=kind, body=body, source="contacts",
@@ -365,7 +365,8 @@ def timeline(platform: Platform, db: Session, user: CurrentUser, contact_id: int
     labels = field_labels()
     entries += [_revision_entry(revision, labels) for revision in db.execute(_REVISIONS, wanted)
                 if revision.action != "updated" or revision.fields]
-    entries += [_consent_entry(consent) for consent in db.execute(_CONSENTS, wanted)]
+    entries += [_consent_entry(consent) for consent in (db.execute(_CONSENTS, wanted) if consents is None
+                                                          else consents)]
     for impl in platform.pm.hook.contacts_timeline.get_hookimpls():
         try:
             contributed = impl.function(session=db, contact_id=contact_id, user=user) or []

@@ -227,10 +227,11 @@ def contact_detail(request: Request, form: Form) -> Response:
         if view.kind == "company":
             query = listing.ListQuery(company_id=view.id, sort="name", limit=100)
             people = listing.page(platform, db, user, query, shape="summaries").items
+        consent_rows = privacy.consent_rows(db, view.id)
         context = {
             **_common(request, db), "contact": view, "people": people,
-            "timeline": display.timeline(platform, db, user, view.id),
-            "consents": privacy.consents(db, view.id)["current"], "channels": privacy.CHANNELS,
+            "timeline": display.timeline(platform, db, user, view.id, consents=consent_rows),
+            "consents": privacy.consents(db, view.id, consent_rows)["current"], "channels": privacy.CHANNELS,
             "activity_kinds": ACTIVITY_KINDS, "channel_label": display.channel_label,
             "message": request.query_params.get("message", ""),
         }
