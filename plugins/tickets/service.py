@@ -371,8 +371,12 @@ def list_query_from(params: Any) -> ListQuery:
 
 
 def open_status_keys(db: Session) -> list[str]:
-    return list(db.scalars(select(TicketStatus.key).where(TicketStatus.resolved.is_(False),
-                                                          TicketStatus.closed.is_(False))))
+    """The keys of the statuses that are neither resolved nor closed, kept for a moment
+    (:func:`kehu.db.kept_rows`): the queue's views filter by them on every page."""
+    return [key for (key,) in kept_rows(db, _OPEN_STATUS_KEYS)]
+
+
+_OPEN_STATUS_KEYS = select(TicketStatus.key).where(TicketStatus.resolved.is_(False), TicketStatus.closed.is_(False))
 
 
 def filtered(platform: Platform, db: Session, user: CurrentUser, query: ListQuery) -> Select[Any]:
