@@ -102,14 +102,16 @@ class TimedApp:
         self.statements = 0  # SQL statements sent by any engine of this process, so far
         self.last_statements = 0
 
-    def count_statements(self) -> None:
+    def _counted(self, *_args: Any) -> None:
+        self.statements += 1
+
+    def count_statements(self, counting: bool = True) -> None:
         """Count every SQL statement the process sends (each one a round trip to a database
-        server: what a page costs on PostgreSQL beyond its work on SQLite)."""
-
-        def counted(*_args: Any) -> None:
-            self.statements += 1
-
-        event.listen(Engine, "before_cursor_execute", counted)
+        server: what a page costs on PostgreSQL beyond its work on SQLite), or stop counting."""
+        if counting:
+            event.listen(Engine, "before_cursor_execute", self._counted)
+        elif event.contains(Engine, "before_cursor_execute", self._counted):
+            event.remove(Engine, "before_cursor_execute", self._counted)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         started, statements = time.perf_counter(), self.statements
@@ -154,30 +156,36 @@ def measure(settings: Any, kinds: list[Kind], data: MixData, staff: list[Staff],
     timer.install(kehu_app.platform.pm)
     app = TimedApp(kehu_app)
     app.count_statements()
-    rng = random.Random(17)
-    asyncio.run(_serve_mix(app, kinds, data, staff, cookie_name, per_kind, rng))  # warm-up
-    results = []
-    for number in range(1, runs + 1):
-        timer.reset()
-        app.total = 0.0
-        failed, by_kind, statements, slowest = asyncio.run(_serve_mix(app, kinds, data, staff, cookie_name, per_kind, rng))
-        count = per_kind * len(kinds)
-        result = {"requests": count, "failed": failed, "request_ms": app.total / count * 1000,
-                  "median_ms_by_kind": {name: statistics.median(times) for name, times in by_kind.items()},
-                  "mean_ms_by_kind": {name: statistics.mean(times) for name, times in by_kind.items()},
-                  "statements_by_kind": {name: statistics.mean(counts) for name, counts in statements.items()},
-                  "slowest": slowest,
-                  "hooks_ms": timer.inclusive / count * 1000, "dispatch_ms": timer.dispatch / count * 1000,
-                  "hook_calls_per_request": sum(timer.calls.values()) / count, "calls": dict(timer.calls)}
-        results.append(result)
-        print(f"  run {number}/{runs}: {result['request_ms']:.2f} ms per request, "
-              f"{result['hooks_ms'] * 1000:.0f} µs in hooks ({result['hooks_ms'] / result['request_ms']:.2%}), "
-              f"{result['dispatch_ms'] * 1000:.0f} µs pluggy dispatch, "
-              f"{result['hook_calls_per_request']:.1f} hook calls per request, {failed} failed")
-    last = results[-1]
-    print("  time inside the application by kind, median/mean (last run): " + ", ".join(
-        f"{name} {ms:.1f}/{last['mean_ms_by_kind'][name]:.1f} ms" for name, ms in last["median_ms_by_kind"].items()))
-    print("  SQL statements per request by kind, mean (last run; the user's look-up included): " + ", ".join(
-        f"{name} {count:.1f}" for name, count in last["statements_by_kind"].items()))
-    print("  slowest requests (last run): " + "; ".join(f"{request} {ms:.0f} ms" for ms, request in last["slowest"]))
-    return results
+    try:
+        rng = random.Random(17)
+        asyncio.run(_serve_mix(app, kinds, data, staff, cookie_name, per_kind, rng))  # warm-up
+        results = []
+        for number in range(1, runs + 1):
+            timer.reset()
+            app.total = 0.0
+            failed, by_kind, statements, slowest = asyncio.run(
+                _serve_mix(app, kinds, data, staff, cookie_name, per_kind, rng))
+            count = per_kind * len(kinds)
+            result = {"requests": count, "failed": failed, "request_ms": app.total / count * 1000,
+                      "median_ms_by_kind": {name: statistics.median(times) for name, times in by_kind.items()},
+                      "mean_ms_by_kind": {name: statistics.mean(times) for name, times in by_kind.items()},
+                      "statements_by_kind": {name: statistics.mean(counts) for name, counts in statements.items()},
+                      "slowest": slowest,
+                      "hooks_ms": timer.inclusive / count * 1000, "dispatch_ms": timer.dispatch / count * 1000,
+                      "hook_calls_per_request": sum(timer.calls.values()) / count, "calls": dict(timer.calls)}
+            results.append(result)
+            print(f"  run {number}/{runs}: {result['request_ms']:.2f} ms per request, "
+                  f"{result['hooks_ms'] * 1000:.0f} µs in hooks ({result['hooks_ms'] / result['request_ms']:.2%}), "
+                  f"{result['dispatch_ms'] * 1000:.0f} µs pluggy dispatch, "
+                  f"{result['hook_calls_per_request']:.1f} hook calls per request, {failed} failed")
+        last = results[-1]
+        print("  time inside the application by kind, median/mean (last run): " + ", ".join(
+            f"{name} {ms:.1f}/{last['mean_ms_by_kind'][name]:.1f} ms"
+            for name, ms in last["median_ms_by_kind"].items()))
+        print("  SQL statements per request by kind, mean (last run; the user's look-up included): " + ", ".join(
+            f"{name} {count:.1f}" for name, count in last["statements_by_kind"].items()))
+        print("  slowest requests (last run): "
+              + "; ".join(f"{request} {ms:.0f} ms" for ms, request in last["slowest"]))
+        return results
+    finally:  # the later in-process parts count nothing
+        app.count_statements(False)

@@ -443,12 +443,17 @@ def measure_scaling(deployment: Deployment, args: argparse.Namespace, kinds: lis
     for count, runs in measured.items():
         busy = {name: statistics.median(r["cores_busy"][name] for r in runs) for name in runs[0]["cores_busy"]}
         linear = [count * one] if one is not None and count > 1 else []
+        errors = sum(r["errors"] for r in runs)
+        if errors:
+            print(f"  WARNING: {errors} requests failed with {count} web processes "
+                  f"(see {logs / f'kehu-serve-{count}.log'})")
         figures.append(Figure(
             f"staff mix: throughput with {count} web process{'es' if count > 1 else ''}", "req/s", "higher",
             "grows with web processes until the cores are busy",
             f"{count} × one process's median (growth in proportion)" if linear else "",
             [r["rps"] for r in runs], linear,
-            notes="cores busy (median): " + ", ".join(f"{name} {cores:.2f}" for name, cores in busy.items()),
+            notes=f"{errors} failed or timed-out requests; cores busy (median): "
+                  + ", ".join(f"{name} {cores:.2f}" for name, cores in busy.items()),
             details={"runs": runs}))
     every_run = [r for runs in measured.values() for r in runs]
     per_core = [("web", "web core", "what one more core of web processes adds while the database keeps up")]

@@ -117,8 +117,11 @@ def kept_rows(db: Session | Connection, statement: Select[Any],
 
     A write to one of the statement's tables through any engine of this process makes the kept
     rows stale at once (the write and its commit both count); a write by another process
-    shows within :data:`KEPT_ROWS_SECONDS`. Use it to *show* things; a check that guards a
-    write reads with :func:`read_rows`. On PostgreSQL each read saved is a round trip.
+    shows within :data:`KEPT_ROWS_SECONDS`, and so does a row that the database itself removes
+    (``ON DELETE CASCADE`` from another table). A transaction that has written is given the kept
+    rows of tables it has not written; the rest it reads, and keeps nothing. Use it to *show*
+    things; a check that guards a write, or a value a write stores, reads with
+    :func:`read_rows`. On PostgreSQL each read saved is a round trip.
     ``params`` are part of the key, so their values must be hashable (a tuple for an ``IN``
     list, not a list).
     """
@@ -135,8 +138,8 @@ def kept_rows(db: Session | Connection, statement: Select[Any],
     if found is not None:
         read_at, counted_at, rows = found
         if (now - read_at < KEPT_ROWS_SECONDS and not _written_since(statement, counted_at)
-                and not (written and (_EVERY_TABLE in written or written & _tables_of(statement)))):
-            return rows  # a transaction that wrote to these tables must see its own writes
+                and not (written and _may_read_own_writes(statement, written))):
+            return rows
     if written:  # what it reads may hold its own writes: not for others' eyes before they commit
         return read_rows(db, statement, params)
     counted_at = next(_write_counter)  # before reading: a write meanwhile makes these rows stale
@@ -145,6 +148,13 @@ def kept_rows(db: Session | Connection, statement: Select[Any],
         kept.clear()
     kept[key] = (now, counted_at, rows)
     return rows
+
+
+def _may_read_own_writes(statement: Select[Any], written: set[str]) -> bool:
+    """Whether ``statement`` may read tables among ``written`` (a transaction's own writes, or
+    tables not known on either side): then it must be read, not given kept rows."""
+    tables = _tables_of(statement)
+    return _EVERY_TABLE in written or _EVERY_TABLE in tables or not written.isdisjoint(tables)
 
 
 def _written_since(statement: Select[Any], counted_at: int) -> bool:

@@ -206,7 +206,7 @@ def test_kept_rows_are_read_again_after_a_write_to_their_tables_or_after_a_while
             return [row.name for row in kept_rows(connection, things)]
 
     def tagged_ids() -> list[int]:
-        with Session(engine) as db:
+        with reading_connection(engine) as connection, Session(bind=connection) as db:
             return [row.id for row in kept_rows(db, tagged)]
 
     with Session(engine) as db:
@@ -248,18 +248,27 @@ def test_kept_rows_are_read_again_after_a_write_to_their_tables_or_after_a_while
     assert names() == ["c"]
 
     # A transaction that wrote to other tables is given the kept rows of these; what it reads
-    # of the tables it wrote is read, and not kept.
+    # of the tables it wrote is read (its own writes included), and not kept for others.
+    with Session(engine) as db:
+        db.add(Thing(id=2, name="e"))
+        db.commit()
+    assert names() == ["c", "e"] and tagged_ids() == [1]
     reads.clear()
     with Session(engine) as db:
-        db.add(Tag(id=2, thing_id=1))
-        assert [row.name for row in kept_rows(db, things)] == ["c"]  # the Tag is flushed first
+        db.add(Tag(id=2, thing_id=2))
+        assert [row.name for row in kept_rows(db, things)] == ["c", "e"]  # the Tag is flushed first
         assert [sql for sql in reads if sql.startswith("INSERT")] and not [
             sql for sql in reads if sql.startswith("SELECT")]
-        assert [row.id for row in kept_rows(db, tagged)] == [1]
-        assert len([sql for sql in reads if sql.startswith("SELECT")]) == 1
+        assert tagged_ids() == [1]  # another session keeps what is committed, after the write
+        assert [row.id for row in kept_rows(db, tagged)] == [1, 2]  # its own write, not those kept rows
+        assert tagged_ids() == [1]  # and its read was not kept for others
         db.rollback()
     reads.clear()
     assert tagged_ids() == [1] and len(reads) == 1  # read again: the rolled-back write counted
+    with Session(engine) as db:
+        db.delete(db.get(Thing, 2))
+        db.commit()
+    assert names() == ["c"]
 
     # Written by another process (here: sqlite3 itself): seen once the kept rows have aged.
     other = connect(path)

@@ -222,6 +222,25 @@ def test_a_holiday_entered_after_a_ticket_opened_moves_its_due_moments(desk_with
                    what="the due moments after the holiday was removed")
 
 
+def test_due_moments_a_change_stores_use_the_calendar_as_it_is_not_as_kept(desk_with) -> None:  # type: ignore[no-untyped-def]
+    desk = desk_with()
+    ticket_id = prepare(desk)  # opened Monday 2026-03-02 10:00: due 10:30 and 14:00
+    with desk.platform.reading() as db:
+        service.business_calendar(desk.platform, db)  # the calendar days, kept in this process for a moment
+    # Monday becomes a holiday through another process (a raw connection: this process's
+    # kept rows do not hear of it), whose refresh job may have passed this ticket already.
+    raw = desk.platform.engine.raw_connection()
+    try:
+        raw.cursor().execute("INSERT INTO tickets_calendar_day (day, kind, name) VALUES ('2026-03-02', 'holiday', '')")
+        raw.commit()
+    finally:
+        raw.close()
+    with desk.platform.session() as db:
+        ticket = db.get(Ticket, ticket_id)
+        service.update_ticket(desk.platform, db, None, ticket, {"category": "complaint"}, now=at("2026-03-02 10:05"))
+        assert (ticket.response_due_at, ticket.resolution_due_at) == (at("2026-03-03 09:30"), at("2026-03-03 13:00"))
+
+
 def test_a_refresh_of_due_moments_leaves_paused_and_answered_clocks_alone(desk_with) -> None:  # type: ignore[no-untyped-def]
     desk = desk_with()
     ticket_id = prepare(desk)

@@ -348,7 +348,7 @@ _ACTIVITIES = select(Activity.happened_at, Activity.kind, Activity.body, User.na
 _REVISIONS = select(Revision.at, Revision.action, Revision.fields, Revision.actor_name).where(
     Revision.contact_id == bindparam("contact_id")).order_by(Revision.id)
 _CONSENTS = select(Consent.at, Consent.purpose, Consent.channel, Consent.granted, Consent.source).where(
-    Consent.contact_id == bindparam("contact_id")).order_by(Consent.id)
+    Consent.contact_id == bindparam("contact_id")).order_by(Consent.at.desc(), Consent.id.desc())  # as consent_rows
 
 
 def timeline(platform: Platform, db: Session, user: CurrentUser, contact_id: int,

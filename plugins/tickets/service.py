@@ -498,8 +498,10 @@ def clocks(platform: Platform, db: Session, ticket: Ticket, now: datetime | None
 def refresh_due(platform: Platform, db: Session, ticket: Ticket, calendar: sla.BusinessCalendar | None = None,
                 pauses: list[sla.Pause] | None = None) -> None:
     """Store when each running clock is due (``None`` when met, stopped or paused), for the
-    queues and the escalation job. A batch passes its calendar and the ticket's pauses."""
-    calendar = calendar or business_calendar(platform, db)
+    queues and the escalation job. A batch passes its calendar and the ticket's pauses. What is
+    stored is worked out from the calendar as it is now (``fresh``), not as kept for a moment:
+    a holiday's refresh job may already have passed this ticket."""
+    calendar = calendar or business_calendar(platform, db, fresh=True)
     pauses = pauses_of(db, ticket.id) if pauses is None else pauses
     paused = any(end is None for _start, end in pauses)
     ticket.response_due_at = ticket.resolution_due_at = ticket.next_due_at = None
@@ -627,8 +629,7 @@ def create_ticket(platform: Platform, db: Session, user: CurrentUser | None, dat
     apply_policy(ticket, policy_for(db, ticket.priority, ticket.category))
     db.add(ticket)
     db.flush()
-    calendar = business_calendar(platform, db)
-    refresh_due(platform, db, ticket, calendar)
+    refresh_due(platform, db, ticket)
     record(db, ticket, "created", user, now, status=status.key, channel=ticket.channel)
     events.emit(db, "ticket.created", {"ticket_id": ticket.id, "contact_id": ticket.contact_id},
                 actor_id=getattr(user, "id", None))
@@ -657,7 +658,7 @@ def update_ticket(platform: Platform, db: Session, user: CurrentUser, ticket: Ti
         # Read before changing the ticket: a read after a change flushes it first, and the
         # ticket's row was then updated three times in one change (priority, targets, due).
         policy = policy_for(db, data.get("priority", ticket.priority), data.get("category", ticket.category))
-        calendar, pauses = business_calendar(platform, db), pauses_of(db, ticket.id)
+        calendar, pauses = business_calendar(platform, db, fresh=True), pauses_of(db, ticket.id)
     for key in changed:
         setattr(ticket, key, data[key])
     if targets_change:
