@@ -347,16 +347,23 @@ _ACTIVITIES = select(Activity.happened_at, Activity.kind, Activity.body, User.na
     User, User.id == Activity.author_id).where(Activity.contact_id == bindparam("contact_id")).order_by(Activity.id)
 _REVISIONS = select(Revision.at, Revision.action, Revision.fields, Revision.actor_name).where(
     Revision.contact_id == bindparam("contact_id")).order_by(Revision.id)
-_CONSENTS = select(Consent.at, Consent.purpose, Consent.channel, Consent.granted, Consent.source).where(
-    Consent.contact_id == bindparam("contact_id")).order_by(Consent.at.desc(), Consent.id.desc())  # as consent_rows
+_CONSENTS = select(Consent.at, Consent.purpose, Consent.channel, Consent.granted, Consent.source,
+                   Consent.recorded_by_id).where(Consent.contact_id == bindparam("contact_id")).order_by(
+    Consent.at.desc(), Consent.id.desc())
+
+
+def consent_rows(db: Session, contact_id: int) -> Sequence[Any]:
+    """The contact's consent decisions, newest first, as plain rows (``at``, ``purpose``,
+    ``channel``, ``granted``, ``source``, ``recorded_by_id``): what the timeline and
+    :func:`.privacy.consents` show, read once for a page that shows both."""
+    return read_rows(db, _CONSENTS, {"contact_id": contact_id})
 
 
 def timeline(platform: Platform, db: Session, user: CurrentUser, contact_id: int,
              consents: Sequence[Any] | None = None) -> list[TimelineEntry]:
     """The contact's timeline, newest first: notes, calls and visits staff logged, who changed
     what, consent decisions, and the entries other plugins add through ``contacts_timeline``.
-    ``consents``: the contact's consent rows when the caller read them already
-    (:func:`.privacy.consent_rows`)."""
+    ``consents``: the contact's :func:`consent_rows` when the caller read them already."""
     wanted = {"contact_id": contact_id}
     kinds = {"note": _("Note"), "call": _("Call"), "visit": _("Visit")}
     entries = [TimelineEntry(at=at, kind=kind, body=body, source="contacts",
@@ -365,8 +372,8 @@ def timeline(platform: Platform, db: Session, user: CurrentUser, contact_id: int
     labels = field_labels()
     entries += [_revision_entry(revision, labels) for revision in db.execute(_REVISIONS, wanted)
                 if revision.action != "updated" or revision.fields]
-    entries += [_consent_entry(consent) for consent in (db.execute(_CONSENTS, wanted) if consents is None
-                                                          else consents)]
+    entries += [_consent_entry(consent)
+                for consent in (consent_rows(db, contact_id) if consents is None else consents)]
     for impl in platform.pm.hook.contacts_timeline.get_hookimpls():
         try:
             contributed = impl.function(session=db, contact_id=contact_id, user=user) or []

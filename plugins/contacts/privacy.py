@@ -18,20 +18,20 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from kehu import audit, events
 from kehu.auth import CurrentUser
-from kehu.db import read_rows, utcnow
+from kehu.db import utcnow
 from kehu.i18n import gettext as _
 from kehu.platform import Platform
 
-from . import normalize, service
+from . import display, normalize, service
 from .models import Activity, Consent, Contact, ContactTag
 
 PURPOSES = ("marketing",)
@@ -78,22 +78,10 @@ def record_consent(db: Session, user: CurrentUser | None, contact: Contact, purp
     return row
 
 
-_CONSENT_ROWS = select(Consent.at, Consent.purpose, Consent.channel, Consent.granted, Consent.source,
-                      Consent.recorded_by_id).where(Consent.contact_id == bindparam("contact_id")).order_by(
-    Consent.at.desc(), Consent.id.desc())
-
-
-def consent_rows(db: Session, contact_id: int) -> Sequence[Any]:
-    """The contact's consent decisions, newest first, as plain rows (``at``, ``purpose``,
-    ``channel``, ``granted``, ``source``, ``recorded_by_id``): what :func:`consents` and the
-    contact's timeline (:func:`.display.timeline`) show, read once for a page that shows both."""
-    return read_rows(db, _CONSENT_ROWS, {"contact_id": contact_id})
-
-
 def consents(db: Session, contact_id: int, rows: Sequence[Any] | None = None) -> dict[str, Any]:
     """``{"current": [...one per purpose and channel...], "history": [...newest first...]}``,
-    from ``rows`` when given (:func:`consent_rows` of the same contact)."""
-    history = [consent_dict(row) for row in (consent_rows(db, contact_id) if rows is None else rows)]
+    from ``rows`` when given (:func:`.display.consent_rows` of the same contact)."""
+    history = [consent_dict(row) for row in (display.consent_rows(db, contact_id) if rows is None else rows)]
     current: dict[tuple[str, str], dict[str, Any]] = {}
     for item in history:
         current.setdefault((item["purpose"], item["channel"]), item)
@@ -103,7 +91,7 @@ def consents(db: Session, contact_id: int, rows: Sequence[Any] | None = None) ->
 
 
 def consent_dict(row: Any) -> dict[str, Any]:
-    """A consent decision (a :class:`Consent` or a row of :func:`consent_rows`) as the API gives it."""
+    """A consent decision (a :class:`Consent` or a row of :func:`.display.consent_rows`) as the API gives it."""
     return {"purpose": row.purpose, "channel": row.channel, "status": "granted" if row.granted else "withdrawn",
             "source": row.source, "at": row.at.isoformat(), "recorded_by_id": row.recorded_by_id}
 

@@ -227,7 +227,7 @@ def contact_detail(request: Request, form: Form) -> Response:
         if view.kind == "company":
             query = listing.ListQuery(company_id=view.id, sort="name", limit=100)
             people = listing.page(platform, db, user, query, shape="summaries").items
-        consent_rows = privacy.consent_rows(db, view.id)
+        consent_rows = display.consent_rows(db, view.id)
         context = {
             **_common(request, db), "contact": view, "people": people,
             "timeline": display.timeline(platform, db, user, view.id, consents=consent_rows),
